@@ -1,0 +1,506 @@
+
+/*
+ * Copyright (C) ngx_llm_cache authors
+ * BSD-2-Clause, see LICENSE.
+ */
+
+
+/*
+ * Filters on the provider subrequest.  nginx never sends a subrequest's
+ * header, so the header filter copies the provider's status and headers
+ * to the main request and sends them.  The body filter lets every buffer
+ * through as it comes (SSE included), keeps a copy while the response is
+ * storable, and stores it once the subrequest's last buffer has passed:
+ * a response that never reaches last_in_chain was cut and is not stored.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "ngx_llm_cache_module.h"
+
+
+/* an SSE stream is complete when one of these ends it */
+#define NGX_LLM_CACHE_SSE_TAIL  512
+
+
+static ngx_int_t ngx_llm_cache_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_llm_cache_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_uint_t ngx_llm_cache_storable(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx);
+static ngx_int_t ngx_llm_cache_copy_headers(ngx_http_request_t *r,
+    ngx_http_request_t *sr);
+static ngx_int_t ngx_llm_cache_capture(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx, ngx_buf_t *buf);
+static void ngx_llm_cache_store(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx);
+static ngx_uint_t ngx_llm_cache_body_valid(ngx_llm_cache_ctx_t *ctx,
+    ngx_str_t *body);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+static ngx_str_t  ngx_llm_cache_status_names[] = {
+    ngx_null_string,
+    ngx_string("MISS"),
+    ngx_string("HIT"),
+    ngx_string("BYPASS"),
+    ngx_string("ERROR")
+};
+
+
+static ngx_str_t  ngx_llm_cache_sse_ends[] = {
+    ngx_string("data: [DONE]"),
+    ngx_string("event: message_stop"),
+    ngx_null_string
+};
+
+
+ngx_int_t
+ngx_llm_cache_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_llm_cache_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_llm_cache_body_filter;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_llm_cache_set_status_header(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx)
+{
+    ngx_table_elt_t           *h;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    if (lcf->status_header.len == 0
+        || ctx->status == NGX_LLM_CACHE_STATUS_NONE)
+    {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = lcf->status_header;
+    h->value = ngx_llm_cache_status_names[ctx->status];
+
+    return NGX_OK;
+}
+
+
+ngx_str_t *
+ngx_llm_cache_status_name(ngx_llm_cache_ctx_t *ctx)
+{
+    return &ngx_llm_cache_status_names[ctx->status];
+}
+
+
+static ngx_int_t
+ngx_llm_cache_header_filter(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_http_request_t   *mr;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
+
+    if (ctx == NULL || r != ctx->sr) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    mr = ctx->request;
+
+    if (mr->header_sent) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx->capture && !ngx_llm_cache_storable(r, ctx)) {
+        ctx->capture = 0;
+    }
+
+    if (ngx_llm_cache_copy_headers(mr, r) != NGX_OK
+        || ngx_llm_cache_set_status_header(mr, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_send_header(mr);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_uint_t
+ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
+{
+    ngx_str_t                 *type;
+    ngx_uint_t                 i;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
+
+    if (sr->headers_out.status != NGX_HTTP_OK) {
+        return 0;
+    }
+
+    type = &sr->headers_out.content_type;
+
+    if (!(type->len >= sizeof("application/json") - 1
+          && ngx_strncasecmp(type->data, (u_char *) "application/json",
+                             sizeof("application/json") - 1) == 0)
+        && !(type->len >= sizeof("text/event-stream") - 1
+             && ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
+                                sizeof("text/event-stream") - 1) == 0))
+    {
+        return 0;
+    }
+
+    if (sr->headers_out.content_length_n > (off_t) lcf->max_size) {
+        return 0;
+    }
+
+    part = &sr->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        /* an encoded body would be replayed without its encoding */
+
+        if (h[i].key.len == sizeof("Content-Encoding") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
+                               h[i].key.len) == 0
+            && !(h[i].value.len == sizeof("identity") - 1
+                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity",
+                                    h[i].value.len) == 0))
+        {
+            return 0;
+        }
+
+        if (h[i].key.len == sizeof("Cache-Control") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cache-Control",
+                               h[i].key.len) == 0
+            && (ngx_strlcasestrn(h[i].value.data,
+                                 h[i].value.data + h[i].value.len,
+                                 (u_char *) "no-store", 8 - 1) != NULL
+                || ngx_strlcasestrn(h[i].value.data,
+                                    h[i].value.data + h[i].value.len,
+                                    (u_char *) "private", 7 - 1) != NULL))
+        {
+            return 0;
+        }
+    }
+
+    ctx->provider_status = sr->headers_out.status;
+    ctx->provider_content_type = *type;
+
+    return 1;
+}
+
+
+/*
+ * The main request gets the provider's status and headers.  Elements are
+ * copied one by one: the list itself cannot be shared.  Content-Length is
+ * left to the header filter, which writes it from content_length_n.
+ */
+
+static ngx_int_t
+ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *ho;
+
+    r->headers_out.status = sr->headers_out.status;
+    r->headers_out.status_line = sr->headers_out.status_line;
+    r->headers_out.content_type = sr->headers_out.content_type;
+    r->headers_out.content_type_len = sr->headers_out.content_type_len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset = sr->headers_out.charset;
+    r->headers_out.content_length_n = sr->headers_out.content_length_n;
+    r->headers_out.content_length = NULL;
+
+    part = &sr->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || &h[i] == sr->headers_out.content_length) {
+            continue;
+        }
+
+        ho = ngx_list_push(&r->headers_out.headers);
+        if (ho == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ho = h[i];
+
+        if (&h[i] == sr->headers_out.server) {
+            r->headers_out.server = ho;
+
+        } else if (&h[i] == sr->headers_out.date) {
+            r->headers_out.date = ho;
+
+        } else if (&h[i] == sr->headers_out.location) {
+            r->headers_out.location = ho;
+
+        } else if (&h[i] == sr->headers_out.content_encoding) {
+            r->headers_out.content_encoding = ho;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            last;
+    ngx_chain_t          *cl;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
+
+    if (ctx == NULL || r != ctx->sr) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ctx->capture
+            && ngx_llm_cache_capture(r, ctx, cl->buf) != NGX_OK)
+        {
+            ctx->capture = 0;
+        }
+
+        if (cl->buf->last_in_chain || cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    rc = ngx_http_next_body_filter(r, in);
+
+    if (last) {
+        ctx->provider_complete = 1;
+
+        if (ctx->capture && !ctx->stored && rc != NGX_ERROR
+            && !r->connection->error)
+        {
+            ngx_llm_cache_store(r, ctx);
+        }
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
+    ngx_buf_t *buf)
+{
+    size_t                     size;
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    if (!ngx_buf_in_memory(buf)) {
+        return ngx_buf_special(buf) ? NGX_OK : NGX_DECLINED;
+    }
+
+    size = buf->last - buf->pos;
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
+
+    if (ctx->captured_size + size > lcf->max_size) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                       "llm_cache: response is over %uz, not stored",
+                       lcf->max_size);
+        return NGX_DECLINED;
+    }
+
+    b = ngx_create_temp_buf(sr->pool, size);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, buf->pos, size);
+
+    cl = ngx_alloc_chain_link(sr->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    *ctx->captured_last = cl;
+    ctx->captured_last = &cl->next;
+    ctx->captured_size += size;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
+{
+    time_t                     ttl;
+    ngx_int_t                  rc;
+    ngx_str_t                  value, entry, body;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    ctx->stored = 1;
+
+    lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
+
+    /* evaluated on the subrequest, so a map can use $upstream_... */
+
+    if (ngx_http_complex_value(sr, lcf->ttl, &value) != NGX_OK) {
+        return;
+    }
+
+    ttl = ngx_parse_time(&value, 1);
+
+    if (ttl == (time_t) NGX_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
+                      "llm_cache: invalid llm_cache_ttl value \"%V\", "
+                      "response not stored", &value);
+        return;
+    }
+
+    if (ttl == 0) {
+        return;
+    }
+
+    if (ngx_llm_cache_entry_encode(sr->pool, ctx->provider_status,
+                                   &ctx->provider_content_type, ngx_time(),
+                                   ctx->captured, ctx->captured_size, &entry)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    body.data = entry.data + entry.len - ctx->captured_size;
+    body.len = ctx->captured_size;
+
+    if (!ngx_llm_cache_body_valid(ctx, &body)) {
+        ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
+                      "llm_cache: provider response is not valid \"%V\", "
+                      "not stored", &ctx->provider_content_type);
+        return;
+    }
+
+    rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, ttl);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "llm_cache: store \"%V\" %uz bytes rc:%i",
+                   &ctx->key, entry.len, rc);
+
+    if (rc != NGX_OK) {
+        ngx_llm_cache_redis_log_failure(lcf->redis, sr->connection->log,
+                                        "is not available",
+                                        "response not stored");
+    }
+}
+
+
+/* JSON must parse; an event stream must have seen its terminal event */
+
+static ngx_uint_t
+ngx_llm_cache_body_valid(ngx_llm_cache_ctx_t *ctx, ngx_str_t *body)
+{
+    u_char       *tail;
+    ngx_str_t    *end;
+    yajl_handle   h;
+    yajl_status   st;
+
+    if (ctx->provider_content_type.data[0] == 't'
+        || ctx->provider_content_type.data[0] == 'T')
+    {
+        tail = body->data;
+
+        if (body->len > NGX_LLM_CACHE_SSE_TAIL) {
+            tail = body->data + body->len - NGX_LLM_CACHE_SSE_TAIL;
+        }
+
+        for (end = ngx_llm_cache_sse_ends; end->len; end++) {
+            if (ngx_strlcasestrn(tail, body->data + body->len, end->data,
+                                 end->len - 1)
+                != NULL)
+            {
+                return 1;
+            }
+        }
+
+        return 0;
+    }
+
+    h = yajl_alloc(NULL, NULL, NULL);
+    if (h == NULL) {
+        return 0;
+    }
+
+    st = yajl_parse(h, body->data, body->len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    return st == yajl_status_ok;
+}

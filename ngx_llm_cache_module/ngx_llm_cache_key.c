@@ -1,0 +1,311 @@
+
+/*
+ * Copyright (C) ngx_llm_cache authors
+ * BSD-2-Clause, see LICENSE.
+ */
+
+
+/*
+ * The cache key: SHA-256 over the format version, the namespace (by
+ * default the client's credential, so two API keys never share an entry
+ * and no credential reaches Redis), the request path and the canonical
+ * JSON of the body.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+
+#include "ngx_llm_cache_module.h"
+
+
+#define NGX_LLM_CACHE_HASH_BUF   4096
+#define NGX_LLM_CACHE_FILE_BUF   65536
+
+
+typedef struct {
+    EVP_MD_CTX  *md;
+    size_t       len;
+    u_char       buf[NGX_LLM_CACHE_HASH_BUF];
+} ngx_llm_cache_hash_t;
+
+
+static ngx_int_t ngx_llm_cache_parse_body(ngx_http_request_t *r,
+    ngx_llm_cache_json_parser_t *parser);
+static void ngx_llm_cache_hash_write(void *data, u_char *p, size_t len);
+static void ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
+    ngx_str_t *value);
+static ngx_int_t ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
+    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h);
+
+
+static ngx_str_t  ngx_llm_cache_credential_headers[] = {
+    ngx_string("Authorization"),
+    ngx_string("x-api-key"),
+    ngx_string("api-key"),
+    ngx_null_string
+};
+
+
+/*
+ * NGX_OK with ctx->key and ctx->model, NGX_DECLINED when the body is not
+ * a cacheable request, NGX_LLM_CACHE_JSON_INVALID when it is not JSON;
+ * the error says why
+ */
+
+ngx_int_t
+ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
+    ngx_str_t *error)
+{
+    u_char                       *p;
+    ngx_int_t                     rc;
+    unsigned int                  n;
+    ngx_llm_cache_hash_t         *h;
+    ngx_llm_cache_json_t         *root;
+    ngx_llm_cache_loc_conf_t     *lcf;
+    ngx_llm_cache_json_parser_t  *parser;
+    u_char                        digest[EVP_MAX_MD_SIZE];
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    ngx_str_null(error);
+
+    parser = ngx_llm_cache_json_parser_create(r->pool);
+    if (parser == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_llm_cache_parse_body(r, parser);
+    if (rc != NGX_OK) {
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        return ngx_llm_cache_json_parse_error(parser, error);
+    }
+
+    rc = ngx_llm_cache_json_parse_end(parser, &root, error);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!ngx_llm_cache_json_is_object(root)) {
+        ngx_str_set(error, "the body is not a JSON object");
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_llm_cache_json_get_string(root, "model", &ctx->model);
+
+    h = ngx_palloc(r->pool, sizeof(ngx_llm_cache_hash_t));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->len = 0;
+    h->md = EVP_MD_CTX_new();
+    if (h->md == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h->md);
+        return NGX_ERROR;
+    }
+
+    ngx_llm_cache_hash_write(h, (u_char *) "llm_cache "
+                             NGX_LLM_CACHE_FORMAT_VERSION "\n",
+                             sizeof("llm_cache " NGX_LLM_CACHE_FORMAT_VERSION
+                                    "\n") - 1);
+
+    rc = ngx_llm_cache_hash_namespace(r, lcf, h);
+
+    if (rc == NGX_OK) {
+        ngx_llm_cache_hash_field(h, "path", &r->uri);
+
+        ngx_llm_cache_hash_write(h, (u_char *) "body=", 5);
+
+        rc = ngx_llm_cache_json_canonicalize(r->pool, root, &lcf->json,
+                                             ngx_llm_cache_hash_write, h,
+                                             error);
+    }
+
+    if (rc == NGX_OK) {
+        if (h->len) {
+            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
+        }
+
+        if (EVP_DigestFinal_ex(h->md, digest, &n) != 1) {
+            rc = NGX_ERROR;
+        }
+    }
+
+    EVP_MD_CTX_free(h->md);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->key.len = lcf->key_prefix.len + sizeof(NGX_LLM_CACHE_FORMAT_VERSION)
+                   + 2 * n;
+    ctx->key.data = ngx_pnalloc(r->pool, ctx->key.len);
+    if (ctx->key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->key.data, lcf->key_prefix.data, lcf->key_prefix.len);
+    p = ngx_cpymem(p, NGX_LLM_CACHE_FORMAT_VERSION ":",
+                   sizeof(NGX_LLM_CACHE_FORMAT_VERSION));
+    (void) ngx_hex_dump(p, digest, n);
+
+    return NGX_OK;
+}
+
+
+/* the body as read by nginx: memory buffers and/or a temporary file */
+
+static ngx_int_t
+ngx_llm_cache_parse_body(ngx_http_request_t *r,
+    ngx_llm_cache_json_parser_t *parser)
+{
+    off_t         offset;
+    size_t        size;
+    ssize_t       n;
+    u_char       *buf;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    buf = NULL;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file || ngx_buf_in_memory(b)) {
+            rc = ngx_llm_cache_json_parse(parser, b->pos, b->last - b->pos);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            continue;
+        }
+
+        if (buf == NULL) {
+            buf = ngx_palloc(r->pool, NGX_LLM_CACHE_FILE_BUF);
+            if (buf == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        for (offset = b->file_pos; offset < b->file_last; offset += n) {
+            size = (size_t) ngx_min(b->file_last - offset,
+                                    NGX_LLM_CACHE_FILE_BUF);
+
+            n = ngx_read_file(b->file, buf, size, offset);
+            if (n == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (n == 0) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "llm_cache: request body file \"%V\" "
+                              "is shorter than expected", &b->file->name);
+                return NGX_ERROR;
+            }
+
+            rc = ngx_llm_cache_json_parse(parser, buf, n);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_llm_cache_hash_write(void *data, u_char *p, size_t len)
+{
+    ngx_llm_cache_hash_t  *h = data;
+
+    if (h->len + len > NGX_LLM_CACHE_HASH_BUF) {
+        if (h->len) {
+            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
+            h->len = 0;
+        }
+
+        if (len > NGX_LLM_CACHE_HASH_BUF / 2) {
+            (void) EVP_DigestUpdate(h->md, p, len);
+            return;
+        }
+    }
+
+    h->len = ngx_cpymem(h->buf + h->len, p, len) - h->buf;
+}
+
+
+/* name, length and value: no value can be mistaken for another field */
+
+static void
+ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
+    ngx_str_t *value)
+{
+    u_char  len[NGX_SIZE_T_LEN + 2];
+
+    ngx_llm_cache_hash_write(h, (u_char *) name, ngx_strlen(name));
+    ngx_llm_cache_hash_write(h, len,
+                             ngx_sprintf(len, ":%uz=", value->len) - len);
+    ngx_llm_cache_hash_write(h, value->data, value->len);
+    ngx_llm_cache_hash_write(h, (u_char *) "\n", 1);
+}
+
+
+static ngx_int_t
+ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
+    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h)
+{
+    ngx_str_t         value, *name;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *header;
+
+    if (lcf->namespace) {
+        if (ngx_http_complex_value(r, lcf->namespace, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_llm_cache_hash_field(h, "namespace", &value);
+        return NGX_OK;
+    }
+
+    part = &r->headers_in.headers.part;
+    header = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            header = part->elts;
+            i = 0;
+        }
+
+        for (name = ngx_llm_cache_credential_headers; name->len; name++) {
+            if (header[i].key.len == name->len
+                && ngx_strncasecmp(header[i].key.data, name->data, name->len)
+                   == 0)
+            {
+                ngx_llm_cache_hash_field(h, (char *) name->data,
+                                         &header[i].value);
+            }
+        }
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,618 @@
+
+/*
+ * Copyright (C) ngx_llm_cache authors
+ * BSD-2-Clause, see LICENSE.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_llm_cache_module.h"
+
+
+static ngx_int_t ngx_llm_cache_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_llm_cache_postconfiguration(ngx_conf_t *cf);
+static void *ngx_llm_cache_create_main_conf(ngx_conf_t *cf);
+static void *ngx_llm_cache_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_llm_cache_pass_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_llm_cache_redis_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_llm_cache_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_llm_cache_key_exclude_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_llm_cache_normalize_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_llm_cache_status_header_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_llm_cache_init_process(ngx_cycle_t *cycle);
+static void ngx_llm_cache_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_llm_cache_commands[] = {
+
+    { ngx_string("llm_cache_pass"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_llm_cache_pass_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("llm_cache_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_llm_cache_redis_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("llm_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_llm_cache_ttl_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache_key_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, key_prefix),
+      NULL },
+
+    { ngx_string("llm_cache_key_exclude"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_llm_cache_key_exclude_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache_normalize"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_llm_cache_normalize_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache_namespace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, namespace),
+      NULL },
+
+    { ngx_string("llm_cache_bypass"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_set_predicate_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, bypass),
+      NULL },
+
+    { ngx_string("llm_cache_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("llm_cache_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, max_size),
+      NULL },
+
+    { ngx_string("llm_cache_status_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_llm_cache_status_header_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_llm_cache_module_ctx = {
+    ngx_llm_cache_preconfiguration,        /* preconfiguration */
+    ngx_llm_cache_postconfiguration,       /* postconfiguration */
+
+    ngx_llm_cache_create_main_conf,        /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_llm_cache_create_loc_conf,         /* create location configuration */
+    ngx_llm_cache_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_llm_cache_module = {
+    NGX_MODULE_V1,
+    &ngx_llm_cache_module_ctx,             /* module context */
+    ngx_llm_cache_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_llm_cache_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_llm_cache_exit_process,            /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_llm_cache_default_exclude[] = {
+    ngx_string("user"),
+    ngx_string("metadata"),
+    ngx_null_string
+};
+
+
+static ngx_conf_enum_t  ngx_llm_cache_normalize_names[] = {
+    { ngx_string("trim"), NGX_LLM_CACHE_NORMALIZE_TRIM },
+    { ngx_string("collapse"), NGX_LLM_CACHE_NORMALIZE_COLLAPSE },
+    { ngx_string("lowercase"), NGX_LLM_CACHE_NORMALIZE_LOWERCASE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_int_t
+ngx_llm_cache_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_llm_cache_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_llm_cache_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_llm_cache_filter_init(cf);
+}
+
+
+static void *
+ngx_llm_cache_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_llm_cache_main_conf_t  *lmcf;
+
+    lmcf = ngx_pcalloc(cf->pool, sizeof(ngx_llm_cache_main_conf_t));
+    if (lmcf == NULL) {
+        return NULL;
+    }
+
+    lmcf->servers = ngx_array_create(cf->pool, 2,
+                                     sizeof(ngx_llm_cache_redis_server_t *));
+    if (lmcf->servers == NULL) {
+        return NULL;
+    }
+
+    return lmcf;
+}
+
+
+static void *
+ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_llm_cache_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_llm_cache_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->pass = { 0, NULL };
+     *     conf->ttl = NULL;
+     *     conf->namespace = NULL;
+     *     conf->key_prefix = { 0, NULL };
+     *     conf->status_header = { 0, NULL };
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->redis = NGX_CONF_UNSET_PTR;
+    conf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    conf->bypass = NGX_CONF_UNSET_PTR;
+    conf->json.exclude = NGX_CONF_UNSET_PTR;
+    conf->json.normalize = NGX_CONF_UNSET_UINT;
+    conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->max_size = NGX_CONF_UNSET_SIZE;
+
+    return conf;
+}
+
+
+static char *
+ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_llm_cache_loc_conf_t *prev = parent;
+    ngx_llm_cache_loc_conf_t *conf = child;
+
+    ngx_str_t                         *name;
+    ngx_http_compile_complex_value_t   ccv;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 1);
+    ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
+    ngx_conf_merge_msec_value(conf->redis_timeout, prev->redis_timeout, 50);
+    ngx_conf_merge_ptr_value(conf->bypass, prev->bypass, NULL);
+    ngx_conf_merge_str_value(conf->key_prefix, prev->key_prefix, "llm:");
+    ngx_conf_merge_uint_value(conf->json.normalize, prev->json.normalize,
+                              NGX_LLM_CACHE_NORMALIZE_TRIM);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              1024 * 1024);
+    ngx_conf_merge_size_value(conf->max_size, prev->max_size,
+                              2 * 1024 * 1024);
+    ngx_conf_merge_str_value(conf->status_header, prev->status_header,
+                             "X-LLM-Cache");
+
+    if (conf->namespace == NULL) {
+        conf->namespace = prev->namespace;
+    }
+
+    if (conf->ttl == NULL) {
+        conf->ttl = prev->ttl;
+    }
+
+    if (conf->ttl == NULL) {
+        conf->ttl = ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (conf->ttl == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.complex_value = conf->ttl;
+
+        ccv.value = ngx_pcalloc(cf->pool, sizeof(ngx_str_t));
+        if (ccv.value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_str_set(ccv.value, "1h");
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        prev->ttl = conf->ttl;
+    }
+
+    ngx_conf_merge_ptr_value(conf->json.exclude, prev->json.exclude,
+                             NGX_CONF_UNSET_PTR);
+
+    if (conf->json.exclude == NGX_CONF_UNSET_PTR) {
+        conf->json.exclude = ngx_array_create(cf->pool, 2,
+                                              sizeof(ngx_array_t));
+        if (conf->json.exclude == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (name = ngx_llm_cache_default_exclude; name->len; name++) {
+            if (ngx_llm_cache_json_exclude_add(cf->pool, conf->json.exclude,
+                                               name)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        prev->json.exclude = conf->json.exclude;
+    }
+
+    if (conf->pass.len && conf->enable && conf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"llm_cache_pass\" needs \"llm_cache_redis\" "
+                           "(or \"llm_cache off\")");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_pass_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_llm_cache_loc_conf_t *lcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (lcf->pass.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"llm_cache_pass\" must be a URI prefix starting "
+                           "with \"/\", not \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* "/_llm/" + "/v1/chat" would make "//"; "/_llm" is what is meant */
+
+    if (value[1].len > 1 && value[1].data[value[1].len - 1] == '/') {
+        value[1].len--;
+    }
+
+    lcf->pass = value[1];
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_llm_cache_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_llm_cache_loc_conf_t *lcf = conf;
+
+    ngx_str_t                      *value;
+    ngx_llm_cache_main_conf_t      *lmcf;
+    ngx_llm_cache_redis_server_t  **s;
+
+    if (lcf->redis != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->redis = NULL;
+        return NGX_CONF_OK;
+    }
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_llm_cache_module);
+
+    lcf->redis = ngx_llm_cache_redis_parse(cf, value, cf->args->nelts);
+    if (lcf->redis == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    s = ngx_array_push(lmcf->servers);
+    if (s == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *s = lcf->redis;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_ttl_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_llm_cache_loc_conf_t *lcf = conf;
+
+    time_t                             ttl;
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (lcf->ttl) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lcf->ttl = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lcf->ttl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = lcf->ttl;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* a constant is checked now; a variable when a response is stored */
+
+    if (lcf->ttl->lengths == NULL) {
+        ttl = ngx_parse_time(&value[1], 1);
+
+        if (ttl == (time_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time \"%V\" in \"llm_cache_ttl\"",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_key_exclude_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_llm_cache_loc_conf_t *lcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (lcf->json.exclude != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lcf->json.exclude = ngx_array_create(cf->pool, cf->args->nelts,
+                                         sizeof(ngx_array_t));
+    if (lcf->json.exclude == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        return NGX_CONF_OK;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        rc = ngx_llm_cache_json_exclude_add(cf->pool, lcf->json.exclude,
+                                            &value[i]);
+
+        if (rc == NGX_DECLINED) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid path \"%V\" in "
+                               "\"llm_cache_key_exclude\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_normalize_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_llm_cache_loc_conf_t *lcf = conf;
+
+    ngx_str_t        *value;
+    ngx_uint_t        i;
+    ngx_conf_enum_t  *e;
+
+    if (lcf->json.normalize != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lcf->json.normalize = 0;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        return NGX_CONF_OK;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        for (e = ngx_llm_cache_normalize_names; e->name.len; e++) {
+            if (e->name.len == value[i].len
+                && ngx_strcmp(e->name.data, value[i].data) == 0)
+            {
+                lcf->json.normalize |= e->value;
+                break;
+            }
+        }
+
+        if (e->name.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in "
+                               "\"llm_cache_normalize\", it must be "
+                               "\"off\", \"trim\", \"collapse\" or "
+                               "\"lowercase\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_status_header_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_llm_cache_loc_conf_t *lcf = conf;
+
+    u_char      *p;
+    ngx_str_t   *value;
+
+    if (lcf->status_header.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&lcf->status_header, "");
+        return NGX_CONF_OK;
+    }
+
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\" in "
+                               "\"llm_cache_status_header\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0) {
+        return "has an empty header name";
+    }
+
+    lcf->status_header = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_init_process(ngx_cycle_t *cycle)
+{
+    ngx_llm_cache_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_llm_cache_module);
+
+    if (lmcf == NULL || lmcf->servers->nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_llm_cache_redis_init_worker(cycle, lmcf->servers);
+}
+
+
+static void
+ngx_llm_cache_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_llm_cache_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_llm_cache_module);
+
+    if (lmcf == NULL || lmcf->servers->nelts == 0) {
+        return;
+    }
+
+    ngx_llm_cache_redis_exit_worker(lmcf->servers);
+}

@@ -1,0 +1,120 @@
+
+/*
+ * Copyright (C) ngx_llm_cache authors
+ * BSD-2-Clause, see LICENSE.
+ */
+
+
+#ifndef _NGX_LLM_CACHE_MODULE_H_INCLUDED_
+#define _NGX_LLM_CACHE_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_llm_cache_redis.h"
+#include "ngx_llm_cache_json.h"
+
+
+/* the version of the key derivation and of the stored entry format */
+#define NGX_LLM_CACHE_FORMAT_VERSION  "v1"
+
+#define NGX_LLM_CACHE_KEY_HEX_LEN     64
+
+
+typedef enum {
+    NGX_LLM_CACHE_STATUS_NONE = 0,
+    NGX_LLM_CACHE_STATUS_MISS,
+    NGX_LLM_CACHE_STATUS_HIT,
+    NGX_LLM_CACHE_STATUS_BYPASS,
+    NGX_LLM_CACHE_STATUS_ERROR
+} ngx_llm_cache_status_e;
+
+
+typedef struct {
+    ngx_array_t                   *servers;   /* ngx_llm_cache_redis_server_t * */
+} ngx_llm_cache_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                      pass;
+    ngx_flag_t                     enable;
+
+    ngx_llm_cache_redis_server_t  *redis;
+    ngx_msec_t                     redis_timeout;
+
+    ngx_http_complex_value_t      *ttl;
+    ngx_http_complex_value_t      *namespace;
+    ngx_array_t                   *bypass;
+
+    ngx_str_t                      key_prefix;
+    ngx_llm_cache_json_conf_t      json;
+
+    size_t                         max_body_size;
+    size_t                         max_size;
+
+    ngx_str_t                      status_header;
+} ngx_llm_cache_loc_conf_t;
+
+
+/* one per main request, shared with its provider subrequest */
+
+typedef struct {
+    ngx_http_request_t            *request;
+    ngx_http_request_t            *sr;
+
+    ngx_llm_cache_status_e         status;
+
+    ngx_str_t                      key;
+    ngx_str_t                      model;
+    time_t                         age;
+
+    ngx_llm_cache_redis_op_t      *lookup;
+    ngx_event_t                    lookup_timer;
+
+    /* what passed the body filter of the provider subrequest */
+    ngx_chain_t                   *captured;
+    ngx_chain_t                  **captured_last;
+    size_t                         captured_size;
+
+    ngx_uint_t                     provider_status;
+    ngx_str_t                      provider_content_type;
+
+    unsigned                       capture:1;
+    unsigned                       provider_done:1;
+    unsigned                       provider_complete:1;
+    unsigned                       stored:1;
+    unsigned                       has_age:1;
+} ngx_llm_cache_ctx_t;
+
+
+extern ngx_module_t  ngx_llm_cache_module;
+
+
+/* ngx_llm_cache_handler.c */
+ngx_int_t ngx_llm_cache_handler(ngx_http_request_t *r);
+
+/* ngx_llm_cache_key.c */
+ngx_int_t ngx_llm_cache_build_key(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_str_t *error);
+
+/* ngx_llm_cache_filter.c */
+ngx_int_t ngx_llm_cache_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_llm_cache_set_status_header(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
+ngx_str_t *ngx_llm_cache_status_name(ngx_llm_cache_ctx_t *ctx);
+
+/* ngx_llm_cache_variables.c */
+ngx_int_t ngx_llm_cache_add_variables(ngx_conf_t *cf);
+
+/* ngx_llm_cache_entry.c */
+ngx_int_t ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
+    ngx_str_t *content_type, time_t created, ngx_chain_t *body,
+    size_t body_size, ngx_str_t *entry);
+ngx_int_t ngx_llm_cache_entry_decode(u_char *data, size_t len,
+    ngx_uint_t *status, ngx_str_t *content_type, time_t *created,
+    ngx_str_t *body);
+
+
+#endif /* _NGX_LLM_CACHE_MODULE_H_INCLUDED_ */

@@ -1,0 +1,152 @@
+
+/*
+ * Copyright (C) ngx_llm_cache authors
+ * BSD-2-Clause, see LICENSE.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_llm_cache_module.h"
+
+
+static ngx_int_t ngx_llm_cache_variable_status(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_llm_cache_variable_str(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_llm_cache_variable_age(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_llm_cache_variables[] = {
+
+    { ngx_string("llm_cache_status"), NULL, ngx_llm_cache_variable_status,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_cache_key"), NULL, ngx_llm_cache_variable_str,
+      offsetof(ngx_llm_cache_ctx_t, key), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_cache_model"), NULL, ngx_llm_cache_variable_str,
+      offsetof(ngx_llm_cache_ctx_t, model), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_cache_age"), NULL, ngx_llm_cache_variable_age,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_llm_cache_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_llm_cache_variables; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the state lives on the main request; logs and maps may ask anywhere */
+
+static ngx_llm_cache_ctx_t *
+ngx_llm_cache_variable_ctx(ngx_http_request_t *r)
+{
+    return ngx_http_get_module_ctx(r->main, ngx_llm_cache_module);
+}
+
+
+static ngx_int_t
+ngx_llm_cache_variable_status(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t            *name;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_llm_cache_variable_ctx(r);
+
+    if (ctx == NULL || ctx->status == NGX_LLM_CACHE_STATUS_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    name = ngx_llm_cache_status_name(ctx);
+
+    v->len = name->len;
+    v->data = name->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_variable_str(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t            *s;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_llm_cache_variable_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((char *) ctx + data);
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_variable_age(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_llm_cache_variable_ctx(r);
+
+    if (ctx == NULL || !ctx->has_age) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%T", ctx->age) - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds build/ngx_llm_cache_module.so.
+#
+#   NGINX_SRC=<dir>  nginx source tree to build against; default
+#                    /usr/share/nginx/src (Debian's nginx-dev), whose
+#                    conf_flags are used so that Debian's nginx loads it
+#   NGINX_CONFIGURE_FLAGS="..."  extra ./configure flags (--with-cc-opt=...)
+#   BUILD_DIR=<dir>  default build/
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+src=${NGINX_SRC:-/usr/share/nginx/src}
+build=${BUILD_DIR:-$repo/build}
+tree="$build/nginx"
+
+if [ ! -x "$src/configure" ]; then
+    echo "build.sh: no nginx source at $src (install nginx-dev or set NGINX_SRC)" >&2
+    exit 1
+fi
+
+flags=()
+if [ -f "$src/conf_flags" ]; then
+    # shellcheck disable=SC1091
+    . "$src/conf_flags"
+    flags=("${NGX_CONF_FLAGS[@]}")
+fi
+# shellcheck disable=SC2206
+flags+=(${NGINX_CONFIGURE_FLAGS:-} "--add-dynamic-module=$repo")
+
+stamp="$src ${flags[*]}"
+
+mkdir -p "$build"
+
+# configure writes into the tree: work on a copy, configured once per
+# source and flags, then rebuilt incrementally by make
+if [ ! -f "$tree/objs/Makefile" ] || [ "$(cat "$tree/.llm_cache_stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$tree"
+    cp -a "$src" "$tree"
+    echo "build.sh: configuring nginx in $tree"
+    (cd "$tree" && ./configure "${flags[@]}" > "$build/configure.log" 2>&1) || {
+        tail -n 30 "$build/configure.log" >&2
+        exit 1
+    }
+    echo "$stamp" > "$tree/.llm_cache_stamp"
+fi
+
+make -C "$tree" -f objs/Makefile -j"$(nproc)" modules > "$build/make.log" 2>&1 || {
+    grep -E 'error|warning' "$build/make.log" >&2 || tail -n 30 "$build/make.log" >&2
+    exit 1
+}
+
+cp "$tree/objs/ngx_llm_cache_module.so" "$build/ngx_llm_cache_module.so"
+echo "build.sh: built $build/ngx_llm_cache_module.so"
