@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import urllib.parse
 import sys
 import threading
 import time
@@ -130,6 +131,17 @@ def redis_keys_report(host, port):
             lines.append(b"%s ttl=%d bytes=%d\n" % (k, ttl, strlen))
         f.close()
     return b"".join(lines)
+
+
+def redis_command(host, port, *args):
+    with socket.create_connection((host, port), timeout=5) as s:
+        f = s.makefile("rb")
+        s.sendall(resp_command(*args))
+        reply = resp_read(f)
+        f.close()
+    if isinstance(reply, RedisError):
+        raise reply
+    return reply
 
 
 # ------------------------------------------------------------- fixtures ----
@@ -306,6 +318,25 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_plain(502, ("redis error: %s\n" % e).encode())
                 return
             self.send_plain(200, out)
+        elif path == "/__sleep":
+            # lets a list of requests wait for a reconnect or an expiry
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            sleep_ms(int(query.get("ms", ["100"])[0]))
+            self.send_plain(200, b"ok\n")
+        elif path in ("/__redis/pause", "/__redis/kill"):
+            # make Redis slow (CLIENT PAUSE) or drop its clients
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            if path == "/__redis/pause":
+                cmd = ("CLIENT", "PAUSE", query.get("ms", ["1000"])[0], "ALL")
+            else:
+                cmd = ("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            try:
+                redis_command(self.server.redis_host, self.server.redis_port,
+                              *cmd)
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            self.send_plain(200, b"ok\n")
         else:
             self.send_plain(404, b"unknown control endpoint\n")
 
@@ -429,7 +460,7 @@ class Handler(BaseHTTPRequestHandler):
     def wants_stream(self, body):
         try:
             obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return bool(STREAM_TRUE_RE.search(body))
         return isinstance(obj, dict) and obj.get("stream") is True
 
