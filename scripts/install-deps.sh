@@ -11,8 +11,8 @@ packages=(
     # test: Test::Nginx's dependencies (the fallback runner uses them too)
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     liblist-moreutils-perl libwww-perl libipc-run-perl
-    # benchmark
-    wrk
+    # benchmark, memory checks
+    wrk valgrind
 )
 
 if [ "${1:-}" = "--list" ]; then

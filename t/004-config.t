@@ -183,7 +183,7 @@ invalid value "maybe" in "llm_cache" directive, it must be "on" or "off"
         batch    1d;
     }
 --- config
-    llm_cache_redis_timeout 80ms;
+    llm_cache_redis_timeout 2s;
     location /v1/ {
         llm_cache on;
         llm_cache_pass /_llm/;

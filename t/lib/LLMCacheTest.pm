@@ -432,6 +432,12 @@ sub _preprocess {
         $block->set_value(no_error_log => \@pats);
     }
 
+    # under valgrind everything is tens of times slower: a lookup must not
+    # time out unless the block is about timeouts
+    if ($ENV{TEST_NGINX_USE_VALGRIND} && $all !~ /\bllm_cache_redis_timeout\s/) {
+        $redis .= "    llm_cache_redis_timeout 5s;\n";
+    }
+
     $block->set_value(http_config => $UPSTREAM . $redis . $http_config);
     $block->set_value(config => $config . $LOCATIONS . $pass_location);
 }
