@@ -151,9 +151,30 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
 
 
 static ngx_uint_t
+ngx_llm_cache_header_is(ngx_str_t *s, char *name)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    return s->len == len && ngx_strncasecmp(s->data, (u_char *) name, len)
+                            == 0;
+}
+
+
+static ngx_uint_t
+ngx_llm_cache_header_has(ngx_str_t *s, char *token)
+{
+    return ngx_strlcasestrn(s->data, s->data + s->len, (u_char *) token,
+                            ngx_strlen(token) - 1)
+           != NULL;
+}
+
+
+static ngx_uint_t
 ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 {
-    ngx_str_t                 *type;
+    ngx_str_t                 *type, media;
     ngx_uint_t                 i;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
@@ -165,14 +186,18 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return 0;
     }
 
+    /* the media type, without parameters such as charset */
+
     type = &sr->headers_out.content_type;
 
-    if (!(type->len >= sizeof("application/json") - 1
-          && ngx_strncasecmp(type->data, (u_char *) "application/json",
-                             sizeof("application/json") - 1) == 0)
-        && !(type->len >= sizeof("text/event-stream") - 1
-             && ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
-                                sizeof("text/event-stream") - 1) == 0))
+    for (media.data = type->data, media.len = 0;
+         media.len < type->len && type->data[media.len] != ';'
+         && type->data[media.len] != ' ';
+         media.len++)
+    { /* void */ }
+
+    if (!ngx_llm_cache_header_is(&media, "application/json")
+        && !ngx_llm_cache_header_is(&media, "text/event-stream"))
     {
         return 0;
     }
@@ -202,25 +227,15 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 
         /* an encoded body would be replayed without its encoding */
 
-        if (h[i].key.len == sizeof("Content-Encoding") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
-                               h[i].key.len) == 0
-            && !(h[i].value.len == sizeof("identity") - 1
-                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity",
-                                    h[i].value.len) == 0))
+        if (ngx_llm_cache_header_is(&h[i].key, "Content-Encoding")
+            && !ngx_llm_cache_header_is(&h[i].value, "identity"))
         {
             return 0;
         }
 
-        if (h[i].key.len == sizeof("Cache-Control") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cache-Control",
-                               h[i].key.len) == 0
-            && (ngx_strlcasestrn(h[i].value.data,
-                                 h[i].value.data + h[i].value.len,
-                                 (u_char *) "no-store", 8 - 1) != NULL
-                || ngx_strlcasestrn(h[i].value.data,
-                                    h[i].value.data + h[i].value.len,
-                                    (u_char *) "private", 7 - 1) != NULL))
+        if (ngx_llm_cache_header_is(&h[i].key, "Cache-Control")
+            && (ngx_llm_cache_header_has(&h[i].value, "no-store")
+                || ngx_llm_cache_header_has(&h[i].value, "private")))
         {
             return 0;
         }

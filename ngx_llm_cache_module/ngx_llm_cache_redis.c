@@ -70,6 +70,8 @@ static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_server_t *s);
 static void ngx_llm_cache_redis_read_handler(ngx_event_t *rev);
 static void ngx_llm_cache_redis_write_handler(ngx_event_t *wev);
+static void ngx_llm_cache_redis_event(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t add);
 static void ngx_llm_cache_redis_add_read(void *data);
 static void ngx_llm_cache_redis_del_read(void *data);
 static void ngx_llm_cache_redis_add_write(void *data);
@@ -432,18 +434,26 @@ ngx_llm_cache_redis_write_handler(ngx_event_t *wev)
 }
 
 
+/* hiredis asks for read/write interest; level-triggered, see above */
+
+static void
+ngx_llm_cache_redis_event(ngx_event_t *ev, ngx_int_t event, ngx_uint_t add)
+{
+    if (add && !ev->active) {
+        (void) ngx_add_event(ev, event, NGX_LEVEL_EVENT);
+
+    } else if (!add && ev->active) {
+        (void) ngx_del_event(ev, event, 0);
+    }
+}
+
+
 static void
 ngx_llm_cache_redis_add_read(void *data)
 {
     ngx_llm_cache_redis_server_t  *s = data;
 
-    ngx_event_t  *rev;
-
-    rev = s->connection->read;
-
-    if (!rev->active) {
-        (void) ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_llm_cache_redis_event(s->connection->read, NGX_READ_EVENT, 1);
 }
 
 
@@ -452,13 +462,7 @@ ngx_llm_cache_redis_del_read(void *data)
 {
     ngx_llm_cache_redis_server_t  *s = data;
 
-    ngx_event_t  *rev;
-
-    rev = s->connection->read;
-
-    if (rev->active) {
-        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
-    }
+    ngx_llm_cache_redis_event(s->connection->read, NGX_READ_EVENT, 0);
 }
 
 
@@ -467,13 +471,7 @@ ngx_llm_cache_redis_add_write(void *data)
 {
     ngx_llm_cache_redis_server_t  *s = data;
 
-    ngx_event_t  *wev;
-
-    wev = s->connection->write;
-
-    if (!wev->active) {
-        (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_llm_cache_redis_event(s->connection->write, NGX_WRITE_EVENT, 1);
 }
 
 
@@ -482,13 +480,7 @@ ngx_llm_cache_redis_del_write(void *data)
 {
     ngx_llm_cache_redis_server_t  *s = data;
 
-    ngx_event_t  *wev;
-
-    wev = s->connection->write;
-
-    if (wev->active) {
-        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
-    }
+    ngx_llm_cache_redis_event(s->connection->write, NGX_WRITE_EVENT, 0);
 }
 
 
@@ -520,13 +512,8 @@ ngx_llm_cache_redis_cleanup(void *data)
             ngx_delete_posted_event(c->write);
         }
 
-        if (c->read->active) {
-            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-        }
-
-        if (c->write->active) {
-            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-        }
+        ngx_llm_cache_redis_event(c->read, NGX_READ_EVENT, 0);
+        ngx_llm_cache_redis_event(c->write, NGX_WRITE_EVENT, 0);
 
         ngx_free_connection(c);
         c->fd = (ngx_socket_t) -1;

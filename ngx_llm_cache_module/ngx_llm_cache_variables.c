@@ -57,6 +57,24 @@ ngx_llm_cache_add_variables(ngx_conf_t *cf)
 }
 
 
+static ngx_int_t
+ngx_llm_cache_variable_set(ngx_http_variable_value_t *v, ngx_str_t *s)
+{
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
 /* the state lives on the main request; logs and maps may ask anywhere */
 
 static ngx_llm_cache_ctx_t *
@@ -82,13 +100,7 @@ ngx_llm_cache_variable_status(ngx_http_request_t *r,
 
     name = ngx_llm_cache_status_name(ctx);
 
-    v->len = name->len;
-    v->data = name->data;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_llm_cache_variable_set(v, name);
 }
 
 
@@ -108,18 +120,7 @@ ngx_llm_cache_variable_str(ngx_http_request_t *r,
 
     s = (ngx_str_t *) ((char *) ctx + data);
 
-    if (s->len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = s->len;
-    v->data = s->data;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_llm_cache_variable_set(v, s);
 }
 
 
@@ -127,7 +128,7 @@ static ngx_int_t
 ngx_llm_cache_variable_age(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char               *p;
+    ngx_str_t             s;
     ngx_llm_cache_ctx_t  *ctx;
 
     ctx = ngx_llm_cache_variable_ctx(r);
@@ -137,16 +138,12 @@ ngx_llm_cache_variable_age(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    if (p == NULL) {
+    s.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (s.data == NULL) {
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%T", ctx->age) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
+    s.len = ngx_sprintf(s.data, "%T", ctx->age) - s.data;
 
-    return NGX_OK;
+    return ngx_llm_cache_variable_set(v, &s);
 }
