@@ -32,8 +32,10 @@ __DATA__
 [200, 200, 200]
 --- response_headers eval
 ["X-LLM-Cache: MISS\nContent-Type: application/json\n!Age",
- "X-LLM-Cache: HIT\nContent-Type: application/json\nAge: 0",
+ "X-LLM-Cache: HIT\nContent-Type: application/json",
  ""]
+--- response_headers_like eval
+["", "Age: [01]", ""]
 --- response_body eval
 [$::chat_answer_1, $::chat_answer_1, "calls=1\n"]
 
@@ -501,3 +503,22 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
 [$::chat_answer_1,
  "POST /v1/chat/completions?api-version=2024-10-21 length=" . length($::chat)
      . " sha256=" . LLMCacheTest::sha256_hex($::chat) . "\n"]
+
+
+
+=== TEST 26: Age counts from when the entry was stored
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        add_header X-Age $llm_cache_age always;
+    }
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "GET /__sleep?ms=2100",
+ "POST /v1/chat/completions\n$::chat"]
+--- response_headers eval
+["X-LLM-Cache: MISS\n!Age\n!X-Age", "", "X-LLM-Cache: HIT"]
+--- response_headers_like eval
+["", "", "Age: [23]\nX-Age: [23]"]
+--- response_body eval
+[$::chat_answer_1, "ok\n", $::chat_answer_1]
