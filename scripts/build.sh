@@ -49,5 +49,7 @@ make -C "$tree" -f objs/Makefile -j"$(nproc)" modules > "$build/make.log" 2>&1 |
     exit 1
 }
 
-cp "$tree/objs/ngx_llm_cache_module.so" "$build/ngx_llm_cache_module.so"
+# a new file, not an overwrite: a running nginx has the old one mapped
+cp "$tree/objs/ngx_llm_cache_module.so" "$build/.ngx_llm_cache_module.so.tmp"
+mv -f "$build/.ngx_llm_cache_module.so.tmp" "$build/ngx_llm_cache_module.so"
 echo "build.sh: built $build/ngx_llm_cache_module.so"

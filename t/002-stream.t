@@ -127,3 +127,24 @@ llm_cache: provider response is incomplete, closing the client connection
 ['\A\{"id":"fake-1"', '\Acalls=1\n\z', '\Akeys=0\n\z']
 --- error_log
 llm_cache: provider response is incomplete
+
+
+
+=== TEST 7: a stream the client leaves is not stored
+The client gives up 0.5 s into a stream the provider holds for 1.5 s;
+nothing may be stored for it.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers eval
+["X-Fake-Hold: 1500", "", "", ""]
+--- request eval
+["POST /v1/chat/completions HTTP/1.0\n$::stream",
+ "GET /__sleep?ms=600",
+ "GET /__sleep?ms=600",
+ "GET /__redis/keys"]
+--- timeout: 0.8
+--- abort
+--- response_body_like eval
+[$::first_event, '\Aok\n\z', '\Aok\n\z', '\Akeys=0\n\z']

@@ -7,6 +7,7 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # status says ERROR, nothing wrong is stored and no worker dies.
 
 our $chat = LLMCacheTest::fixture('openai/chat-request.json') =~ s/\n\z//r;
+our $emb = LLMCacheTest::fixture('openai/embeddings-request.json') =~ s/\n\z//r;
 our $chat_answer_1 = LLMCacheTest::answer('openai/chat-response.json', 1);
 our $chat_answer_2 = LLMCacheTest::answer('openai/chat-response.json', 2);
 
@@ -233,3 +234,26 @@ connect() failed (111: Connection refused)
 [$::chat_answer_1, "keys=0\n", "calls=1\n"]
 --- error_log
 provider response is not valid "text/event-stream", not stored
+
+
+
+=== TEST 12: a chunked request body is hashed and forwarded like any other
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers eval
+["Transfer-Encoding: chunked", "Transfer-Encoding: chunked", ""]
+--- request eval
+["POST /v1/embeddings\n" . sprintf("%x", length($::emb)) . "\r\n$::emb\r\n0\r\n\r\n",
+ "POST /v1/embeddings\n10\r\n" . substr($::emb, 0, 16) . "\r\n"
+     . sprintf("%x", length($::emb) - 16) . "\r\n" . substr($::emb, 16)
+     . "\r\n0\r\n\r\n",
+ "GET /__last"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: HIT", ""]
+--- response_body eval
+[LLMCacheTest::answer('openai/embeddings-response.json', 1),
+ LLMCacheTest::answer('openai/embeddings-response.json', 1),
+ "POST /v1/embeddings length=" . length($::emb) . " sha256="
+     . LLMCacheTest::sha256_hex($::emb) . "\n"]
