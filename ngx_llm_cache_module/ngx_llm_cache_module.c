@@ -374,9 +374,8 @@ ngx_llm_cache_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_llm_cache_loc_conf_t *lcf = conf;
 
-    ngx_str_t                      *value;
-    ngx_llm_cache_main_conf_t      *lmcf;
-    ngx_llm_cache_redis_server_t  **s;
+    ngx_str_t                  *value;
+    ngx_llm_cache_main_conf_t  *lmcf;
 
     if (lcf->redis != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -391,17 +390,11 @@ ngx_llm_cache_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_llm_cache_module);
 
-    lcf->redis = ngx_llm_cache_redis_parse(cf, value, cf->args->nelts);
+    lcf->redis = ngx_llm_cache_redis_add(cf, lmcf->servers, value,
+                                         cf->args->nelts);
     if (lcf->redis == NULL) {
         return NGX_CONF_ERROR;
     }
-
-    s = ngx_array_push(lmcf->servers);
-    if (s == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *s = lcf->redis;
 
     return NGX_CONF_OK;
 }

@@ -38,6 +38,7 @@ typedef enum {
 
 
 struct ngx_llm_cache_redis_server_s {
+    ngx_str_t                     spec;       /* the directive's arguments */
     ngx_str_t                     name;
     u_char                       *host;       /* ip text or unix path */
     int                           port;
@@ -89,7 +90,74 @@ static void ngx_llm_cache_redis_set_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 
 
+static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
+    ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n);
+
+
+/*
+ * The same llm_cache_redis arguments in many locations share one server,
+ * so a worker keeps one connection to it, not one per location.
+ */
+
 ngx_llm_cache_redis_server_t *
+ngx_llm_cache_redis_add(ngx_conf_t *cf, ngx_array_t *servers,
+    ngx_str_t *value, ngx_uint_t n)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_str_t                       spec;
+    ngx_uint_t                      i;
+    ngx_llm_cache_redis_server_t  **s, *server;
+
+    len = 0;
+
+    for (i = 1; i < n; i++) {
+        len += value[i].len + 1;
+    }
+
+    spec.data = ngx_pnalloc(cf->pool, len);
+    if (spec.data == NULL) {
+        return NULL;
+    }
+
+    p = spec.data;
+
+    for (i = 1; i < n; i++) {
+        p = ngx_cpymem(p, value[i].data, value[i].len);
+        *p++ = ' ';
+    }
+
+    spec.len = p - spec.data;
+
+    s = servers->elts;
+
+    for (i = 0; i < servers->nelts; i++) {
+        if (s[i]->spec.len == spec.len
+            && ngx_memcmp(s[i]->spec.data, spec.data, spec.len) == 0)
+        {
+            return s[i];
+        }
+    }
+
+    server = ngx_llm_cache_redis_parse(cf, value, n);
+    if (server == NULL) {
+        return NULL;
+    }
+
+    server->spec = spec;
+
+    s = ngx_array_push(servers);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    *s = server;
+
+    return server;
+}
+
+
+static ngx_llm_cache_redis_server_t *
 ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 {
     u_char                        *p;

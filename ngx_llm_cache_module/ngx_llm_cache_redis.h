@@ -35,8 +35,8 @@ typedef struct {
 } ngx_llm_cache_redis_op_t;
 
 
-ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(ngx_conf_t *cf,
-    ngx_str_t *value, ngx_uint_t n);
+ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_add(ngx_conf_t *cf,
+    ngx_array_t *servers, ngx_str_t *value, ngx_uint_t n);
 ngx_int_t ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle,
     ngx_array_t *servers);
 void ngx_llm_cache_redis_exit_worker(ngx_array_t *servers);
