@@ -196,8 +196,10 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
          media.len++)
     { /* void */ }
 
-    if (!ngx_llm_cache_header_is(&media, "application/json")
-        && !ngx_llm_cache_header_is(&media, "text/event-stream"))
+    ctx->provider_sse = ngx_llm_cache_header_is(&media, "text/event-stream");
+
+    if (!ctx->provider_sse
+        && !ngx_llm_cache_header_is(&media, "application/json"))
     {
         return 0;
     }
@@ -483,9 +485,7 @@ ngx_llm_cache_body_valid(ngx_llm_cache_ctx_t *ctx, ngx_str_t *body)
     yajl_handle   h;
     yajl_status   st;
 
-    if (ctx->provider_content_type.data[0] == 't'
-        || ctx->provider_content_type.data[0] == 'T')
-    {
+    if (ctx->provider_sse) {
         tail = body->data;
 
         if (body->len > NGX_LLM_CACHE_SSE_TAIL) {

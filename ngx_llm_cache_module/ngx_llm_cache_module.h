@@ -82,6 +82,7 @@ typedef struct {
     ngx_str_t                      provider_content_type;
 
     unsigned                       capture:1;
+    unsigned                       provider_sse:1;
     unsigned                       provider_done:1;
     unsigned                       provider_complete:1;
     unsigned                       stored:1;
