@@ -66,6 +66,8 @@ struct ngx_llm_cache_redis_server_s {
 };
 
 
+static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
+    ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n);
 static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_server_t *s);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_server_t *s);
@@ -88,10 +90,6 @@ static void ngx_llm_cache_redis_get_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_llm_cache_redis_set_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
-
-
-static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
-    ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n);
 
 
 /*

@@ -7,8 +7,8 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # Blocks that say `llm_cache_pass /_llm` get the internal provider
 # location and `llm_cache_redis` for the test Redis (see t/README.md).
 
-our $chat = LLMCacheTest::fixture('openai/chat-request.json') =~ s/\n\z//r;
-our $emb  = LLMCacheTest::fixture('openai/embeddings-request.json') =~ s/\n\z//r;
+our $chat = LLMCacheTest::request_body('openai/chat-request.json');
+our $emb  = LLMCacheTest::request_body('openai/embeddings-request.json');
 our $chat_answer_1 = LLMCacheTest::answer('openai/chat-response.json', 1);
 our $chat_answer_2 = LLMCacheTest::answer('openai/chat-response.json', 2);
 our $emb_answer_1 = LLMCacheTest::answer('openai/embeddings-response.json', 1);

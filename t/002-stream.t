@@ -6,7 +6,7 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # Server-sent events: streamed through on a miss, replayed on a hit, never
 # stored when cut.
 
-our $stream = LLMCacheTest::fixture('openai/chat-request-stream.json') =~ s/\n\z//r;
+our $stream = LLMCacheTest::request_body('openai/chat-request-stream.json');
 our $sse_1 = LLMCacheTest::answer('openai/chat-response-stream.sse', 1);
 our $sse_2 = LLMCacheTest::answer('openai/chat-response-stream.sse', 2);
 our $first_event = qr/\Adata: \{"id":"fake-1",[^\n]*"role":"assistant"[^\n]*\n\n\z/;

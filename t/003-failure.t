@@ -6,8 +6,8 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # When Redis or the provider fails, the answer still comes (fail open), the
 # status says ERROR, nothing wrong is stored and no worker dies.
 
-our $chat = LLMCacheTest::fixture('openai/chat-request.json') =~ s/\n\z//r;
-our $emb = LLMCacheTest::fixture('openai/embeddings-request.json') =~ s/\n\z//r;
+our $chat = LLMCacheTest::request_body('openai/chat-request.json');
+our $emb = LLMCacheTest::request_body('openai/embeddings-request.json');
 our $chat_answer_1 = LLMCacheTest::answer('openai/chat-response.json', 1);
 our $chat_answer_2 = LLMCacheTest::answer('openai/chat-response.json', 2);
 

@@ -69,6 +69,13 @@ sub fixture {
     return $data;
 }
 
+# A fixture as a request body, exactly as both runners send it: they trim
+# the trailing newline of a `--- request` body, so it is left out here too
+# and lengths and digests of what the provider got can be compared.
+sub request_body {
+    return fixture(shift) =~ s/\n\z//r;
+}
+
 # What the fake provider answers with this fixture as its call number $n:
 # the first "id" value is replaced by "fake-<n>" (in every event of an .sse
 # fixture), exactly as fake_provider.py does.
