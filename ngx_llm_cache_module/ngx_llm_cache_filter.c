@@ -52,7 +52,9 @@ static ngx_str_t  ngx_llm_cache_status_names[] = {
     ngx_string("MISS"),
     ngx_string("HIT"),
     ngx_string("BYPASS"),
-    ngx_string("ERROR")
+    ngx_string("ERROR"),
+    ngx_string("HIT_WAITED"),
+    ngx_string("MISS_WAITED")
 };
 
 
@@ -461,16 +463,17 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return;
     }
 
-    rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, ttl);
+    rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, ttl,
+                                 ctx->lock_held ? &ctx->lock_key : NULL,
+                                 &ctx->lock_token);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
                    "llm_cache: store \"%V\" %uz bytes rc:%i",
                    &ctx->key, entry.len, rc);
 
-    if (rc != NGX_OK) {
-        ngx_llm_cache_redis_log_failure(lcf->redis, sr->connection->log,
-                                        "is not available",
-                                        "response not stored");
+    if (rc == NGX_OK) {
+        /* the unlock went right behind the entry */
+        ctx->lock_held = 0;
     }
 }
 

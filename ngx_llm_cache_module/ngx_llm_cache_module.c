@@ -64,6 +64,20 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       offsetof(ngx_llm_cache_loc_conf_t, redis_timeout),
       NULL },
 
+    { ngx_string("llm_cache_lock"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, lock),
+      NULL },
+
+    { ngx_string("llm_cache_lock_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, lock_timeout),
+      NULL },
+
     { ngx_string("llm_cache_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_llm_cache_ttl_directive,
@@ -234,6 +248,8 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->enable = NGX_CONF_UNSET;
     conf->redis = NGX_CONF_UNSET_PTR;
     conf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    conf->lock = NGX_CONF_UNSET;
+    conf->lock_timeout = NGX_CONF_UNSET_MSEC;
     conf->bypass = NGX_CONF_UNSET_PTR;
     conf->json.exclude = NGX_CONF_UNSET_PTR;
     conf->json.normalize = NGX_CONF_UNSET_UINT;
@@ -256,6 +272,8 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 1);
     ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
     ngx_conf_merge_msec_value(conf->redis_timeout, prev->redis_timeout, 50);
+    ngx_conf_merge_value(conf->lock, prev->lock, 0);
+    ngx_conf_merge_msec_value(conf->lock_timeout, prev->lock_timeout, 10000);
     ngx_conf_merge_ptr_value(conf->bypass, prev->bypass, NULL);
     ngx_conf_merge_str_value(conf->key_prefix, prev->key_prefix, "llm:");
     ngx_conf_merge_uint_value(conf->json.normalize, prev->json.normalize,
@@ -320,6 +338,13 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
 
         prev->json.exclude = conf->json.exclude;
+    }
+
+    if (conf->lock && conf->lock_timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"llm_cache_lock_timeout\" must be more than 0 "
+                           "with \"llm_cache_lock on\"");
+        return NGX_CONF_ERROR;
     }
 
     if (conf->pass.len && conf->enable && conf->redis == NULL) {

@@ -28,8 +28,15 @@ typedef enum {
     NGX_LLM_CACHE_STATUS_MISS,
     NGX_LLM_CACHE_STATUS_HIT,
     NGX_LLM_CACHE_STATUS_BYPASS,
-    NGX_LLM_CACHE_STATUS_ERROR
+    NGX_LLM_CACHE_STATUS_ERROR,
+    NGX_LLM_CACHE_STATUS_HIT_WAITED,
+    NGX_LLM_CACHE_STATUS_MISS_WAITED
 } ngx_llm_cache_status_e;
+
+
+/* how often a request waiting on another's miss looks for the entry */
+#define NGX_LLM_CACHE_WAIT_MIN        10
+#define NGX_LLM_CACHE_WAIT_MAX        100
 
 
 typedef struct {
@@ -43,6 +50,9 @@ typedef struct {
 
     ngx_llm_cache_redis_server_t  *redis;
     ngx_msec_t                     redis_timeout;
+
+    ngx_flag_t                     lock;
+    ngx_msec_t                     lock_timeout;
 
     ngx_http_complex_value_t      *ttl;
     ngx_http_complex_value_t      *namespace;
@@ -70,8 +80,14 @@ typedef struct {
     ngx_str_t                      model;
     time_t                         age;
 
-    ngx_llm_cache_redis_op_t      *lookup;
-    ngx_event_t                    lookup_timer;
+    ngx_llm_cache_redis_op_t      *op;
+
+    /* miss coalescing */
+    ngx_str_t                      lock_key;
+    ngx_str_t                      lock_token;
+    ngx_event_t                    wait_timer;
+    ngx_msec_t                     wait_start;
+    ngx_msec_t                     wait_delay;
 
     /* what passed the body filter of the provider subrequest */
     ngx_chain_t                   *captured;
@@ -87,6 +103,8 @@ typedef struct {
     unsigned                       provider_complete:1;
     unsigned                       stored:1;
     unsigned                       has_age:1;
+    unsigned                       lock_held:1;
+    unsigned                       waited:1;
 } ngx_llm_cache_ctx_t;
 
 

@@ -6,18 +6,23 @@
 
 
 /*
- * hiredis's async API driven by nginx's event loop: one keep-alive
- * connection per configured server in every worker, its fd registered as
- * a level-triggered nginx connection (hiredis reads at most 16 KiB a call,
- * so an edge-triggered fd would stall on large replies), nginx timers for
- * the connect timeout and the reconnect backoff.  hiredis owns and closes
- * the fd; the cleanup hook below only gives the nginx connection back.
+ * hiredis's async API driven by nginx's event loop.  Every worker keeps a
+ * small pool of keep-alive connections to each configured server; commands
+ * go to the ready connection with the fewest replies outstanding, so they
+ * pipeline.  Each fd is registered as a level-triggered nginx connection
+ * (hiredis reads at most 16 KiB a call), nginx timers give the connect and
+ * command timeouts and the jittered reconnect backoff.  After max_fails
+ * failures in a row the server is left alone for fail_timeout (requests
+ * fail open at once), then one command probes it.  hiredis owns and closes
+ * the fds; the cleanup hook below only gives the nginx connection back.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+
+#include <sys/ioctl.h>
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -28,6 +33,16 @@
 #define NGX_LLM_CACHE_REDIS_BACKOFF_MIN    100
 #define NGX_LLM_CACHE_REDIS_BACKOFF_MAX    5000
 #define NGX_LLM_CACHE_REDIS_LOG_INTERVAL   5
+#define NGX_LLM_CACHE_REDIS_POOL_MAX       64
+
+/* reads per read event: 64 x 16 KiB, so multi-MiB replies keep moving */
+#define NGX_LLM_CACHE_REDIS_READS          64
+
+
+/* deletes the lock only if it is still ours */
+#define NGX_LLM_CACHE_REDIS_UNLOCK                                            \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "                          \
+    "return redis.call('del', KEYS[1]) end return 0"
 
 
 typedef enum {
@@ -37,40 +52,56 @@ typedef enum {
 } ngx_llm_cache_redis_state_e;
 
 
+struct ngx_llm_cache_redis_conn_s {
+    ngx_llm_cache_redis_server_t  *server;
+    redisAsyncContext             *ac;
+    ngx_connection_t              *connection;
+    ngx_llm_cache_redis_state_e    state;
+    ngx_uint_t                     setup_pending;
+    ngx_uint_t                     pending;    /* replies outstanding */
+    ngx_event_t                    reconnect;
+    ngx_msec_t                     backoff;
+    unsigned                       closing:1;
+};
+
+
 struct ngx_llm_cache_redis_server_s {
-    ngx_str_t                     spec;       /* the directive's arguments */
-    ngx_str_t                     name;
-    u_char                       *host;       /* ip text or unix path */
-    int                           port;
-    ngx_int_t                     db;
-    ngx_str_t                     user;
-    ngx_str_t                     password;
-    ngx_msec_t                    connect_timeout;
-    unsigned                      unix_socket:1;
+    ngx_str_t                      spec;      /* the directive's arguments */
+    ngx_str_t                      name;
+    u_char                        *host;      /* ip text or unix path */
+    int                            port;
+    ngx_int_t                      db;
+    ngx_str_t                      user;
+    ngx_str_t                      password;
+    ngx_msec_t                     connect_timeout;
+    ngx_uint_t                     pool_size;
+    ngx_uint_t                     max_fails;
+    ngx_msec_t                     fail_timeout;
+    unsigned                       unix_socket:1;
 
-    /* the worker's connection */
-    redisAsyncContext            *ac;
-    ngx_connection_t             *connection;
-    ngx_llm_cache_redis_state_e   state;
-    ngx_uint_t                    setup_pending;
-    ngx_event_t                   reconnect;
-    ngx_msec_t                    backoff;
-    ngx_log_t                    *log;
+    /* the worker's side */
+    ngx_llm_cache_redis_conn_t    *conns;
+    ngx_uint_t                     next;
+    ngx_log_t                     *log;
 
-    time_t                        failure_logged;
-    ngx_uint_t                    failures_suppressed;
+    /* the circuit breaker */
+    ngx_uint_t                     fails;
+    ngx_msec_t                     retry_at;
+    unsigned                       tripped:1;
+    unsigned                       probing:1;
+    unsigned                       was_down:1;
+    unsigned                       exiting:1;
 
-    unsigned                      closing:1;
-    unsigned                      exiting:1;
-    unsigned                      failed:1;
+    time_t                         failure_logged;
+    ngx_uint_t                     failures_suppressed;
 };
 
 
 static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
     ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n);
-static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_server_t *s);
+static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
-static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_server_t *s);
+static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_read_handler(ngx_event_t *rev);
 static void ngx_llm_cache_redis_write_handler(ngx_event_t *wev);
 static void ngx_llm_cache_redis_event(ngx_event_t *ev, ngx_int_t event,
@@ -86,15 +117,25 @@ static void ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac,
     int status);
 static void ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
-static void ngx_llm_cache_redis_get_reply(redisAsyncContext *ac,
-    void *reply, void *privdata);
-static void ngx_llm_cache_redis_set_reply(redisAsyncContext *ac,
-    void *reply, void *privdata);
+static ngx_llm_cache_redis_conn_t *ngx_llm_cache_redis_pick(
+    ngx_llm_cache_redis_server_t *s, ngx_log_t *log, const char *what);
+static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
+    ngx_llm_cache_redis_conn_t *rc, const char *what, ngx_msec_t timeout,
+    ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log,
+    int argc, const char **argv, const size_t *argvlen);
+static void ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_llm_cache_redis_op_timeout(ngx_event_t *ev);
+static void ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s);
+static void ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
+    ngx_log_t *log, const char *what, const char *detail);
+static void ngx_llm_cache_redis_log_failure(ngx_llm_cache_redis_server_t *s,
+    ngx_log_t *log, const char *what, const char *detail);
 
 
 /*
  * The same llm_cache_redis arguments in many locations share one server,
- * so a worker keeps one connection to it, not one per location.
+ * so a worker keeps one pool for it, not one per location.
  */
 
 ngx_llm_cache_redis_server_t *
@@ -159,7 +200,7 @@ static ngx_llm_cache_redis_server_t *
 ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 {
     u_char                        *p;
-    ngx_int_t                      db;
+    ngx_int_t                      db, num;
     ngx_str_t                      s, addr;
     ngx_url_t                      u;
     ngx_msec_t                     ms;
@@ -173,6 +214,9 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 
     server->db = -1;
     server->connect_timeout = 1000;
+    server->pool_size = 2;
+    server->max_fails = 5;
+    server->fail_timeout = 3000;
     server->name = value[1];
 
     for (i = 2; i < n; i++) {
@@ -204,6 +248,45 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
                 goto invalid;
             }
 
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "pool=", 5) == 0) {
+            num = ngx_atoi(value[i].data + 5, value[i].len - 5);
+            if (num == NGX_ERROR || num < 1
+                || num > NGX_LLM_CACHE_REDIS_POOL_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"llm_cache_redis\" pool= must be "
+                                   "from 1 to %d, not \"%V\"",
+                                   NGX_LLM_CACHE_REDIS_POOL_MAX, &value[i]);
+                return NULL;
+            }
+
+            server->pool_size = num;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_fails=", 10) == 0) {
+            num = ngx_atoi(value[i].data + 10, value[i].len - 10);
+            if (num == NGX_ERROR) {
+                goto invalid;
+            }
+
+            server->max_fails = num;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fail_timeout=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            server->fail_timeout = ms;
             continue;
         }
 
@@ -294,21 +377,36 @@ invalid:
 ngx_int_t
 ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
 {
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, j;
+    ngx_llm_cache_redis_conn_t     *rc;
     ngx_llm_cache_redis_server_t  **s;
 
     s = servers->elts;
 
     for (i = 0; i < servers->nelts; i++) {
         s[i]->log = cycle->log;
-        s[i]->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
-        s[i]->reconnect.handler = ngx_llm_cache_redis_reconnect_handler;
-        s[i]->reconnect.data = s[i];
-        s[i]->reconnect.log = cycle->log;
-        s[i]->reconnect.cancelable = 1;
+        s[i]->conns = ngx_pcalloc(cycle->pool, s[i]->pool_size
+                                  * sizeof(ngx_llm_cache_redis_conn_t));
+        if (s[i]->conns == NULL) {
+            return NGX_ERROR;
+        }
 
-        ngx_llm_cache_redis_connect(s[i]);
+        for (j = 0; j < s[i]->pool_size; j++) {
+            rc = &s[i]->conns[j];
+
+            rc->server = s[i];
+            rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+
+            rc->reconnect.handler = ngx_llm_cache_redis_reconnect_handler;
+            rc->reconnect.data = rc;
+            rc->reconnect.log = cycle->log;
+
+            /* no request waits for it: shutdown need not wait for it */
+            rc->reconnect.cancelable = 1;
+
+            ngx_llm_cache_redis_connect(rc);
+        }
     }
 
     return NGX_OK;
@@ -318,29 +416,40 @@ ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
 void
 ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
 {
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, j;
+    ngx_llm_cache_redis_conn_t     *rc;
     ngx_llm_cache_redis_server_t  **s;
 
     s = servers->elts;
 
     for (i = 0; i < servers->nelts; i++) {
-        s[i]->closing = 1;
         s[i]->exiting = 1;
 
-        if (s[i]->reconnect.timer_set) {
-            ngx_del_timer(&s[i]->reconnect);
+        if (s[i]->conns == NULL) {
+            continue;
         }
 
-        if (s[i]->ac) {
-            redisAsyncFree(s[i]->ac);
+        for (j = 0; j < s[i]->pool_size; j++) {
+            rc = &s[i]->conns[j];
+            rc->closing = 1;
+
+            if (rc->reconnect.timer_set) {
+                ngx_del_timer(&rc->reconnect);
+            }
+
+            if (rc->ac) {
+                redisAsyncFree(rc->ac);
+            }
         }
     }
 }
 
 
 static void
-ngx_llm_cache_redis_connect(ngx_llm_cache_redis_server_t *s)
+ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
 {
+    ngx_llm_cache_redis_server_t *s = rc->server;
+
     redisAsyncContext  *ac;
     ngx_connection_t   *c;
 
@@ -352,28 +461,27 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_server_t *s)
     }
 
     if (ac == NULL) {
-        ngx_llm_cache_redis_log_failure(s, s->log, "connect failed",
-                                        "out of memory");
-        ngx_llm_cache_redis_schedule(s);
+        ngx_llm_cache_redis_failed(s, s->log, "connect failed",
+                                   "out of memory");
+        ngx_llm_cache_redis_schedule(rc);
         return;
     }
 
     if (ac->err) {
-        ngx_llm_cache_redis_log_failure(s, s->log, "connect failed",
-                                        ac->errstr);
+        ngx_llm_cache_redis_failed(s, s->log, "connect failed", ac->errstr);
         redisAsyncFree(ac);
-        ngx_llm_cache_redis_schedule(s);
+        ngx_llm_cache_redis_schedule(rc);
         return;
     }
 
     c = ngx_get_connection(ac->c.fd, s->log);
     if (c == NULL) {
         redisAsyncFree(ac);
-        ngx_llm_cache_redis_schedule(s);
+        ngx_llm_cache_redis_schedule(rc);
         return;
     }
 
-    c->data = s;
+    c->data = rc;
     c->log = s->log;
     c->read->log = s->log;
     c->write->log = s->log;
@@ -383,13 +491,14 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_server_t *s)
     /* lets a graceful shutdown close it (ngx_close_idle_connections) */
     c->idle = 1;
 
-    s->ac = ac;
-    s->connection = c;
-    s->state = NGX_LLM_CACHE_REDIS_CONNECTING;
-    s->setup_pending = 0;
+    rc->ac = ac;
+    rc->connection = c;
+    rc->state = NGX_LLM_CACHE_REDIS_CONNECTING;
+    rc->setup_pending = 0;
+    rc->pending = 0;
 
-    ac->data = s;
-    ac->ev.data = s;
+    ac->data = rc;
+    ac->ev.data = rc;
     ac->ev.addRead = ngx_llm_cache_redis_add_read;
     ac->ev.delRead = ngx_llm_cache_redis_del_read;
     ac->ev.addWrite = ngx_llm_cache_redis_add_write;
@@ -400,7 +509,7 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_server_t *s)
     redisAsyncSetConnectCallback(ac, ngx_llm_cache_redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, ngx_llm_cache_redis_on_disconnect);
 
-    if (s->connection == NULL) {
+    if (rc->connection == NULL) {
         /* freed on the way */
         return;
     }
@@ -411,55 +520,80 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_server_t *s)
 
     if (s->password.len) {
         if (s->user.len) {
-            if (redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, s,
+            if (redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, rc,
                                   "AUTH %b %b", s->user.data, s->user.len,
                                   s->password.data, s->password.len)
                 == REDIS_OK)
             {
-                s->setup_pending++;
+                rc->setup_pending++;
             }
 
-        } else if (redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, s,
+        } else if (redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, rc,
                                      "AUTH %b", s->password.data,
                                      s->password.len)
                    == REDIS_OK)
         {
-            s->setup_pending++;
+            rc->setup_pending++;
         }
     }
 
     if (s->db >= 0
-        && redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, s,
+        && redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, rc,
                              "SELECT %d", (int) s->db)
            == REDIS_OK)
     {
-        s->setup_pending++;
+        rc->setup_pending++;
     }
 }
 
 
+/*
+ * Capped exponential backoff with jitter, so the workers of every gateway
+ * do not reconnect in step; never before the breaker lets the server be
+ * tried again.
+ */
+
 static void
-ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_server_t *s)
+ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc)
 {
-    if (s->closing || ngx_exiting || ngx_terminate || ngx_quit) {
+    ngx_llm_cache_redis_server_t *s = rc->server;
+
+    ngx_msec_t      delay;
+    ngx_msec_int_t  wait;
+
+    if (rc->closing || s->exiting || ngx_exiting || ngx_terminate
+        || ngx_quit)
+    {
         return;
     }
 
-    if (!s->reconnect.timer_set) {
-        ngx_add_timer(&s->reconnect, s->backoff);
+    if (rc->reconnect.timer_set) {
+        return;
     }
 
-    s->backoff = ngx_min(s->backoff * 2, NGX_LLM_CACHE_REDIS_BACKOFF_MAX);
+    delay = rc->backoff / 2 + (ngx_msec_t) ngx_random() % (rc->backoff / 2 + 1);
+
+    if (s->tripped) {
+        wait = (ngx_msec_int_t) (s->retry_at - ngx_current_msec);
+
+        if (wait > (ngx_msec_int_t) delay) {
+            delay = wait;
+        }
+    }
+
+    ngx_add_timer(&rc->reconnect, delay);
+
+    rc->backoff = ngx_min(rc->backoff * 2, NGX_LLM_CACHE_REDIS_BACKOFF_MAX);
 }
 
 
 static void
 ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev)
 {
-    ngx_llm_cache_redis_server_t  *s = ev->data;
+    ngx_llm_cache_redis_conn_t  *rc = ev->data;
 
-    if (s->ac == NULL && !s->closing) {
-        ngx_llm_cache_redis_connect(s);
+    if (rc->ac == NULL && !rc->closing) {
+        ngx_llm_cache_redis_connect(rc);
     }
 }
 
@@ -467,36 +601,56 @@ ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev)
 static void
 ngx_llm_cache_redis_read_handler(ngx_event_t *rev)
 {
-    ngx_connection_t              *c = rev->data;
-    ngx_llm_cache_redis_server_t  *s = c->data;
+    int                          avail;
+    ngx_uint_t                   n;
+    redisAsyncContext           *ac;
+    ngx_connection_t            *c = rev->data;
+    ngx_llm_cache_redis_conn_t  *rc = c->data;
 
     if (c->close) {
-        /* graceful shutdown or reload: outstanding lookups fail open */
-        s->closing = 1;
-        redisAsyncFree(s->ac);
+        /* graceful shutdown or reload: outstanding commands fail open */
+        rc->closing = 1;
+        redisAsyncFree(rc->ac);
         return;
     }
 
-    /* may free the context and the connection: touch neither after it */
-    redisAsyncHandleRead(s->ac);
+    ac = rc->ac;
+
+    /*
+     * hiredis reads 16 KiB a call; keep reading while the socket has
+     * more, or a large reply would take one event loop turn per 16 KiB.
+     * A call may free the context (and the connection): check first.
+     */
+
+    for (n = 0; n < NGX_LLM_CACHE_REDIS_READS; n++) {
+        redisAsyncHandleRead(ac);
+
+        if (rc->ac != ac || ac->c.fd == -1) {
+            return;
+        }
+
+        if (ioctl(ac->c.fd, FIONREAD, &avail) == -1 || avail <= 0) {
+            return;
+        }
+    }
 }
 
 
 static void
 ngx_llm_cache_redis_write_handler(ngx_event_t *wev)
 {
-    ngx_connection_t              *c = wev->data;
-    ngx_llm_cache_redis_server_t  *s = c->data;
+    ngx_connection_t            *c = wev->data;
+    ngx_llm_cache_redis_conn_t  *rc = c->data;
 
     if (wev->timedout) {
         wev->timedout = 0;
-        ngx_llm_cache_redis_log_failure(s, s->log, "connect failed",
-                                        "timed out");
-        redisAsyncFree(s->ac);
+        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+                                   "connect failed", "timed out");
+        redisAsyncFree(rc->ac);
         return;
     }
 
-    redisAsyncHandleWrite(s->ac);
+    redisAsyncHandleWrite(rc->ac);
 }
 
 
@@ -517,49 +671,52 @@ ngx_llm_cache_redis_event(ngx_event_t *ev, ngx_int_t event, ngx_uint_t add)
 static void
 ngx_llm_cache_redis_add_read(void *data)
 {
-    ngx_llm_cache_redis_server_t  *s = data;
+    ngx_llm_cache_redis_conn_t  *rc = data;
 
-    ngx_llm_cache_redis_event(s->connection->read, NGX_READ_EVENT, 1);
+    ngx_llm_cache_redis_event(rc->connection->read, NGX_READ_EVENT, 1);
 }
 
 
 static void
 ngx_llm_cache_redis_del_read(void *data)
 {
-    ngx_llm_cache_redis_server_t  *s = data;
+    ngx_llm_cache_redis_conn_t  *rc = data;
 
-    ngx_llm_cache_redis_event(s->connection->read, NGX_READ_EVENT, 0);
+    ngx_llm_cache_redis_event(rc->connection->read, NGX_READ_EVENT, 0);
 }
 
 
 static void
 ngx_llm_cache_redis_add_write(void *data)
 {
-    ngx_llm_cache_redis_server_t  *s = data;
+    ngx_llm_cache_redis_conn_t  *rc = data;
 
-    ngx_llm_cache_redis_event(s->connection->write, NGX_WRITE_EVENT, 1);
+    ngx_llm_cache_redis_event(rc->connection->write, NGX_WRITE_EVENT, 1);
 }
 
 
 static void
 ngx_llm_cache_redis_del_write(void *data)
 {
-    ngx_llm_cache_redis_server_t  *s = data;
+    ngx_llm_cache_redis_conn_t  *rc = data;
 
-    ngx_llm_cache_redis_event(s->connection->write, NGX_WRITE_EVENT, 0);
+    ngx_llm_cache_redis_event(rc->connection->write, NGX_WRITE_EVENT, 0);
 }
 
 
-/* called by hiredis just before it closes the fd and frees the context */
+/*
+ * Called by hiredis just before it closes the fd and frees the context,
+ * after the callbacks of the commands still outstanding have run.
+ */
 
 static void
 ngx_llm_cache_redis_cleanup(void *data)
 {
-    ngx_llm_cache_redis_server_t  *s = data;
+    ngx_llm_cache_redis_conn_t  *rc = data;
 
     ngx_connection_t  *c;
 
-    c = s->connection;
+    c = rc->connection;
 
     if (c != NULL) {
         if (c->read->timer_set) {
@@ -585,27 +742,29 @@ ngx_llm_cache_redis_cleanup(void *data)
         c->fd = (ngx_socket_t) -1;
     }
 
-    if (s->state == NGX_LLM_CACHE_REDIS_READY) {
-        s->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+    if (rc->state == NGX_LLM_CACHE_REDIS_READY) {
+        rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
     }
 
-    s->ac = NULL;
-    s->connection = NULL;
-    s->state = NGX_LLM_CACHE_REDIS_DOWN;
-    s->failed = 1;
+    rc->ac = NULL;
+    rc->connection = NULL;
+    rc->state = NGX_LLM_CACHE_REDIS_DOWN;
+    rc->pending = 0;
 
-    ngx_llm_cache_redis_schedule(s);
+    ngx_llm_cache_redis_schedule(rc);
 }
 
 
 static void
-ngx_llm_cache_redis_ready(ngx_llm_cache_redis_server_t *s)
+ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
 {
-    s->state = NGX_LLM_CACHE_REDIS_READY;
-    s->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+    ngx_llm_cache_redis_server_t *s = rc->server;
 
-    if (s->failed) {
-        s->failed = 0;
+    rc->state = NGX_LLM_CACHE_REDIS_READY;
+    rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+
+    if (s->was_down) {
+        s->was_down = 0;
         ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
                       "llm_cache: redis \"%V\" connected", &s->name);
     }
@@ -615,21 +774,21 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_server_t *s)
 static void
 ngx_llm_cache_redis_on_connect(const redisAsyncContext *ac, int status)
 {
-    ngx_llm_cache_redis_server_t  *s = ac->data;
+    ngx_llm_cache_redis_conn_t  *rc = ac->data;
 
     if (status != REDIS_OK) {
         /* hiredis frees the context right after this */
-        ngx_llm_cache_redis_log_failure(s, s->log, "connect failed",
-                                        ac->errstr);
+        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+                                   "connect failed", ac->errstr);
         return;
     }
 
-    if (s->connection && s->connection->write->timer_set) {
-        ngx_del_timer(s->connection->write);
+    if (rc->connection && rc->connection->write->timer_set) {
+        ngx_del_timer(rc->connection->write);
     }
 
-    if (s->setup_pending == 0) {
-        ngx_llm_cache_redis_ready(s);
+    if (rc->setup_pending == 0) {
+        ngx_llm_cache_redis_ready(rc);
     }
 }
 
@@ -637,11 +796,11 @@ ngx_llm_cache_redis_on_connect(const redisAsyncContext *ac, int status)
 static void
 ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac, int status)
 {
-    ngx_llm_cache_redis_server_t  *s = ac->data;
+    ngx_llm_cache_redis_conn_t  *rc = ac->data;
 
-    if (status != REDIS_OK && !s->closing) {
-        ngx_llm_cache_redis_log_failure(s, s->log, "connection lost",
-                                        ac->errstr);
+    if (status != REDIS_OK && !rc->closing) {
+        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+                                   "connection lost", ac->errstr);
     }
 }
 
@@ -650,7 +809,7 @@ static void
 ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
-    ngx_llm_cache_redis_server_t  *s = privdata;
+    ngx_llm_cache_redis_conn_t  *rc = privdata;
 
     redisReply  *rr = reply;
 
@@ -660,64 +819,121 @@ ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
 
     if (rr->type == REDIS_REPLY_ERROR) {
         /* AUTH or SELECT refused: never log the command, it has secrets */
-        ngx_llm_cache_redis_log_failure(s, s->log,
-                                        "refused the connection setup",
-                                        rr->str);
+        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+                                   "refused the connection setup", rr->str);
         redisAsyncFree(ac);
         return;
     }
 
-    if (--s->setup_pending == 0
-        && s->state == NGX_LLM_CACHE_REDIS_CONNECTING)
+    if (--rc->setup_pending == 0
+        && rc->state == NGX_LLM_CACHE_REDIS_CONNECTING)
     {
-        ngx_llm_cache_redis_ready(s);
+        ngx_llm_cache_redis_ready(rc);
     }
 }
 
 
-ngx_llm_cache_redis_op_t *
-ngx_llm_cache_redis_get(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
-    ngx_llm_cache_redis_handler_pt handler, void *data)
-{
-    ngx_llm_cache_redis_op_t  *op;
+/*
+ * The ready connection with the fewest replies outstanding, the next one
+ * in turn on a tie; NULL (and a log line) when the server is not to be
+ * used now.
+ */
 
-    if (s->state != NGX_LLM_CACHE_REDIS_READY) {
+static ngx_llm_cache_redis_conn_t *
+ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
+    const char *what)
+{
+    ngx_uint_t                   i, n;
+    ngx_llm_cache_redis_conn_t  *rc, *best;
+
+    if (s->conns == NULL || s->exiting) {
         return NULL;
     }
 
-    op = ngx_alloc(sizeof(ngx_llm_cache_redis_op_t), s->log);
+    if (s->tripped) {
+        if ((ngx_msec_int_t) (ngx_current_msec - s->retry_at) < 0
+            || s->probing)
+        {
+            ngx_llm_cache_redis_log_failure(s, log, what,
+                                            "not used after repeated "
+                                            "failures");
+            return NULL;
+        }
+    }
+
+    best = NULL;
+
+    for (i = 0; i < s->pool_size; i++) {
+        n = (s->next + i) % s->pool_size;
+        rc = &s->conns[n];
+
+        if (rc->state != NGX_LLM_CACHE_REDIS_READY) {
+            continue;
+        }
+
+        if (best == NULL || rc->pending < best->pending) {
+            best = rc;
+        }
+    }
+
+    if (best == NULL) {
+        ngx_llm_cache_redis_log_failure(s, log, what, "not connected");
+        return NULL;
+    }
+
+    s->next = (s->next + 1) % s->pool_size;
+
+    if (s->tripped) {
+        /* half open: this one command tells whether it is back */
+        s->probing = 1;
+    }
+
+    return best;
+}
+
+
+static ngx_llm_cache_redis_op_t *
+ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
+    ngx_msec_t timeout, ngx_llm_cache_redis_handler_pt handler, void *data,
+    ngx_log_t *log, int argc, const char **argv, const size_t *argvlen)
+{
+    ngx_llm_cache_redis_op_t  *op;
+
+    op = ngx_calloc(sizeof(ngx_llm_cache_redis_op_t), rc->server->log);
     if (op == NULL) {
         return NULL;
     }
 
     op->handler = handler;
     op->data = data;
-    op->server = s;
+    op->conn = rc;
+    op->log = log;
+    op->what = what;
 
-    if (redisAsyncCommand(s->ac, ngx_llm_cache_redis_get_reply, op,
-                          "GET %b", key->data, key->len)
+    if (redisAsyncCommandArgv(rc->ac, ngx_llm_cache_redis_reply, op, argc,
+                              argv, argvlen)
         != REDIS_OK)
     {
         ngx_free(op);
         return NULL;
     }
 
+    rc->pending++;
+
+    if (timeout) {
+        op->timer.handler = ngx_llm_cache_redis_op_timeout;
+        op->timer.data = op;
+        op->timer.log = log;
+
+        ngx_add_timer(&op->timer, timeout);
+    }
+
     return op;
 }
 
 
-void
-ngx_llm_cache_redis_cancel(ngx_llm_cache_redis_op_t *op)
-{
-    /* the reply still arrives and frees the op */
-    op->handler = NULL;
-    op->data = NULL;
-}
-
-
 static void
-ngx_llm_cache_redis_get_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
+ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ngx_llm_cache_redis_op_t  *op = privdata;
 
@@ -727,26 +943,40 @@ ngx_llm_cache_redis_get_reply(redisAsyncContext *ac, void *reply,
     ngx_llm_cache_redis_server_t  *s;
 
     rr = reply;
-    s = op->server;
+    s = op->conn->server;
+
+    if (op->conn->pending) {
+        op->conn->pending--;
+    }
+
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
 
     ngx_str_null(&value);
 
     if (rr == NULL) {
+        /* the connection went away; its loss is counted once, elsewhere */
         rc = NGX_ERROR;
 
     } else if (rr->type == REDIS_REPLY_NIL) {
         rc = NGX_DECLINED;
+        ngx_llm_cache_redis_succeeded(s);
 
-    } else if (rr->type == REDIS_REPLY_STRING) {
-        rc = NGX_OK;
-        value.data = (u_char *) rr->str;
-        value.len = rr->len;
+    } else if (rr->type == REDIS_REPLY_ERROR) {
+        rc = NGX_ERROR;
+        ngx_llm_cache_redis_failed(s, s->log, op->what, rr->str);
 
     } else {
-        rc = NGX_ERROR;
-        ngx_llm_cache_redis_log_failure(s, s->log, "GET failed",
-                                        rr->type == REDIS_REPLY_ERROR
-                                        ? rr->str : "unexpected reply");
+        rc = NGX_OK;
+        ngx_llm_cache_redis_succeeded(s);
+
+        if (rr->type == REDIS_REPLY_STRING
+            || rr->type == REDIS_REPLY_STATUS)
+        {
+            value.data = (u_char *) rr->str;
+            value.len = rr->len;
+        }
     }
 
     if (op->handler && !s->exiting) {
@@ -757,41 +987,234 @@ ngx_llm_cache_redis_get_reply(redisAsyncContext *ac, void *reply,
 }
 
 
+/* the request stops waiting; the reply, when it comes, frees the op */
+
+static void
+ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
+{
+    ngx_llm_cache_redis_op_t  *op = ev->data;
+
+    ngx_llm_cache_redis_handler_pt  handler;
+
+    ngx_llm_cache_redis_failed(op->conn->server, op->log, "timed out",
+                               "no reply within llm_cache_redis_timeout");
+
+    handler = op->handler;
+
+    op->handler = NULL;
+
+    if (handler) {
+        handler(op->data, NGX_ERROR, NULL);
+    }
+}
+
+
+void
+ngx_llm_cache_redis_cancel(ngx_llm_cache_redis_op_t *op)
+{
+    op->handler = NULL;
+    op->data = NULL;
+    op->log = op->conn->server->log;
+
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
+}
+
+
+ngx_llm_cache_redis_op_t *
+ngx_llm_cache_redis_get(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
+    ngx_msec_t timeout, ngx_llm_cache_redis_handler_pt handler, void *data,
+    ngx_log_t *log)
+{
+    const char                  *argv[2];
+    size_t                       argvlen[2];
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    rc = ngx_llm_cache_redis_pick(s, log, "GET failed");
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+
+    return ngx_llm_cache_redis_send(rc, "GET failed", timeout, handler, data,
+                                    log, 2, argv, argvlen);
+}
+
+
+/* SET lock token NX PX ttl: NGX_OK when taken, NGX_DECLINED when held */
+
+ngx_llm_cache_redis_op_t *
+ngx_llm_cache_redis_lock(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
+    ngx_str_t *token, ngx_msec_t ttl, ngx_msec_t timeout,
+    ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log)
+{
+    u_char                       ms[NGX_INT_T_LEN];
+    const char                  *argv[6];
+    size_t                       argvlen[6];
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    rc = ngx_llm_cache_redis_pick(s, log, "lock failed");
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+    argv[2] = (const char *) token->data;
+    argvlen[2] = token->len;
+    argv[3] = "NX";
+    argvlen[3] = 2;
+    argv[4] = "PX";
+    argvlen[4] = 2;
+    argv[5] = (const char *) ms;
+    argvlen[5] = ngx_sprintf(ms, "%M", ttl) - ms;
+
+    return ngx_llm_cache_redis_send(rc, "lock failed", timeout, handler, data,
+                                    log, 6, argv, argvlen);
+}
+
+
+/*
+ * SET key value EX ttl and, for the holder of the miss lock, the unlock
+ * right behind it on the same connection, so waiters that see the lock go
+ * find the entry.  Nothing waits for the replies.
+ */
+
 ngx_int_t
 ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
-    ngx_str_t *value, time_t ttl)
+    ngx_str_t *value, time_t ttl, ngx_str_t *lock, ngx_str_t *token)
 {
-    if (s->state != NGX_LLM_CACHE_REDIS_READY) {
+    u_char                       ex[NGX_TIME_T_LEN];
+    const char                  *argv[5];
+    size_t                       argvlen[5];
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    rc = ngx_llm_cache_redis_pick(s, s->log, "SET failed");
+    if (rc == NULL) {
         return NGX_DECLINED;
     }
 
-    if (redisAsyncCommand(s->ac, ngx_llm_cache_redis_set_reply, s,
-                          "SET %b %b EX %lld", key->data, key->len,
-                          value->data, value->len, (long long) ttl)
-        != REDIS_OK)
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+    argv[2] = (const char *) value->data;
+    argvlen[2] = value->len;
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = (const char *) ex;
+    argvlen[4] = ngx_sprintf(ex, "%T", ttl) - ex;
+
+    if (ngx_llm_cache_redis_send(rc, "SET failed", 0, NULL, NULL, s->log, 5,
+                                 argv, argvlen)
+        == NULL)
     {
         return NGX_ERROR;
+    }
+
+    if (lock && lock->len) {
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = NGX_LLM_CACHE_REDIS_UNLOCK;
+        argvlen[1] = sizeof(NGX_LLM_CACHE_REDIS_UNLOCK) - 1;
+        argv[2] = "1";
+        argvlen[2] = 1;
+        argv[3] = (const char *) lock->data;
+        argvlen[3] = lock->len;
+        argv[4] = (const char *) token->data;
+        argvlen[4] = token->len;
+
+        (void) ngx_llm_cache_redis_send(rc, "unlock failed", 0, NULL, NULL,
+                                        s->log, 5, argv, argvlen);
     }
 
     return NGX_OK;
 }
 
 
-static void
-ngx_llm_cache_redis_set_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
+void
+ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *s, ngx_str_t *lock,
+    ngx_str_t *token)
 {
-    ngx_llm_cache_redis_server_t  *s = privdata;
+    const char                  *argv[5];
+    size_t                       argvlen[5];
+    ngx_llm_cache_redis_conn_t  *rc;
 
-    redisReply  *rr = reply;
+    rc = ngx_llm_cache_redis_pick(s, s->log, "unlock failed");
+    if (rc == NULL) {
+        /* the lock expires by itself */
+        return;
+    }
 
-    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
-        ngx_llm_cache_redis_log_failure(s, s->log, "SET failed", rr->str);
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = NGX_LLM_CACHE_REDIS_UNLOCK;
+    argvlen[1] = sizeof(NGX_LLM_CACHE_REDIS_UNLOCK) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) lock->data;
+    argvlen[3] = lock->len;
+    argv[4] = (const char *) token->data;
+    argvlen[4] = token->len;
+
+    (void) ngx_llm_cache_redis_send(rc, "unlock failed", 0, NULL, NULL,
+                                    s->log, 5, argv, argvlen);
+}
+
+
+static void
+ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s)
+{
+    s->fails = 0;
+
+    if (s->tripped) {
+        s->tripped = 0;
+        s->probing = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
+                      "llm_cache: redis \"%V\" answers again, in use",
+                      &s->name);
     }
 }
 
 
-void
+/* the circuit breaker counts failures in a row and opens at max_fails */
+
+static void
+ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
+    const char *what, const char *detail)
+{
+    s->fails++;
+    s->was_down = 1;
+
+    ngx_llm_cache_redis_log_failure(s, log, what, detail);
+
+    if (s->max_fails == 0 || s->fails < s->max_fails) {
+        return;
+    }
+
+    s->retry_at = ngx_current_msec + s->fail_timeout;
+    s->probing = 0;
+
+    if (!s->tripped) {
+        s->tripped = 1;
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "llm_cache: redis \"%V\" failed %ui times in a row, "
+                      "not used for %M ms", &s->name, s->fails,
+                      s->fail_timeout);
+    }
+}
+
+
+static void
 ngx_llm_cache_redis_log_failure(ngx_llm_cache_redis_server_t *s,
     ngx_log_t *log, const char *what, const char *detail)
 {

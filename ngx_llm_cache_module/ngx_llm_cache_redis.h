@@ -11,14 +11,17 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
 
 
 typedef struct ngx_llm_cache_redis_server_s  ngx_llm_cache_redis_server_t;
+typedef struct ngx_llm_cache_redis_conn_s    ngx_llm_cache_redis_conn_t;
 
 
 /*
- * rc is NGX_OK with the value, NGX_DECLINED for a nil reply and NGX_ERROR
- * when Redis failed; the value lives only during the call
+ * rc is NGX_OK with a string or status reply, NGX_DECLINED for a nil
+ * reply and NGX_ERROR when Redis failed or did not answer in time; the
+ * value lives only during the call
  */
 typedef void (*ngx_llm_cache_redis_handler_pt)(void *data, ngx_int_t rc,
     ngx_str_t *value);
@@ -31,7 +34,10 @@ typedef void (*ngx_llm_cache_redis_handler_pt)(void *data, ngx_int_t rc,
 typedef struct {
     ngx_llm_cache_redis_handler_pt   handler;
     void                            *data;
-    ngx_llm_cache_redis_server_t    *server;
+    ngx_llm_cache_redis_conn_t      *conn;
+    ngx_log_t                       *log;
+    ngx_event_t                      timer;
+    const char                      *what;
 } ngx_llm_cache_redis_op_t;
 
 
@@ -43,12 +49,18 @@ void ngx_llm_cache_redis_exit_worker(ngx_array_t *servers);
 
 ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_get(
     ngx_llm_cache_redis_server_t *server, ngx_str_t *key,
-    ngx_llm_cache_redis_handler_pt handler, void *data);
+    ngx_msec_t timeout, ngx_llm_cache_redis_handler_pt handler, void *data,
+    ngx_log_t *log);
+ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_lock(
+    ngx_llm_cache_redis_server_t *server, ngx_str_t *key, ngx_str_t *token,
+    ngx_msec_t ttl, ngx_msec_t timeout,
+    ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log);
 void ngx_llm_cache_redis_cancel(ngx_llm_cache_redis_op_t *op);
 ngx_int_t ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *server,
-    ngx_str_t *key, ngx_str_t *value, time_t ttl);
-void ngx_llm_cache_redis_log_failure(ngx_llm_cache_redis_server_t *server,
-    ngx_log_t *log, const char *what, const char *detail);
+    ngx_str_t *key, ngx_str_t *value, time_t ttl, ngx_str_t *lock,
+    ngx_str_t *token);
+void ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *server,
+    ngx_str_t *lock, ngx_str_t *token);
 
 
 #endif /* _NGX_LLM_CACHE_REDIS_H_INCLUDED_ */
