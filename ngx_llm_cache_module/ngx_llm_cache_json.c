@@ -13,6 +13,15 @@
  * and re-escaped one way.  Excluded members are left out and message text
  * may be normalized.  The writer callback sees the canonical bytes; the
  * caller hashes them.
+ *
+ * Before yajl, every byte of the body goes through a small scanner: the
+ * body must be UTF-8 (yajl lets overlong forms, encoded surrogates and
+ * code points past U+10FFFF through), and a \u escape of a UTF-16
+ * surrogate must be one half of a pair (yajl turns a lone high surrogate
+ * into "?" and pairs it with any \u escape that follows, so different
+ * strings would make one key).  A body that is not cacheable ("declined")
+ * is still parsed to its end, without building anything, so that broken
+ * JSON is told apart from valid JSON wherever the break is.
  */
 
 
@@ -54,6 +63,16 @@ struct ngx_llm_cache_json_parser_s {
     ngx_uint_t                     depth;
     ngx_str_t                      name;
     char                          *declined;   /* why it is not cacheable */
+    char                          *invalid;    /* why it is not JSON */
+
+    /* the scanner of the raw body: UTF-8 and \u escapes */
+    ngx_uint_t                     utf8_need;  /* continuation bytes due */
+    u_char                         utf8_min;   /* the range of the next */
+    u_char                         utf8_max;
+    ngx_uint_t                     escape;     /* 0, 1 after '\', 2-5 hex */
+    ngx_uint_t                     code;       /* the \u value so far */
+
+    unsigned                       surrogate:1; /* high half, low due */
     unsigned                       nomem:1;
 };
 
@@ -80,6 +99,9 @@ static int ngx_llm_cache_json_map_key(void *ctx, const unsigned char *s,
 static int ngx_llm_cache_json_end(void *ctx);
 static int ngx_llm_cache_json_start_array(void *ctx);
 static void ngx_llm_cache_json_parser_cleanup(void *data);
+static ngx_int_t ngx_llm_cache_json_scan(ngx_llm_cache_json_parser_t *parser,
+    u_char *p, size_t len);
+static void ngx_llm_cache_json_escape(ngx_llm_cache_json_parser_t *parser);
 static ngx_int_t ngx_llm_cache_json_canonical_number(ngx_pool_t *pool,
     u_char *s, size_t len, ngx_str_t *out);
 
@@ -161,6 +183,11 @@ ngx_llm_cache_json_parser_cleanup(void *data)
 }
 
 
+/*
+ * A declined body is still read to its end, so once yajl has failed the
+ * body is not JSON, whatever was declined before
+ */
+
 static ngx_int_t
 ngx_llm_cache_json_status(ngx_llm_cache_json_parser_t *parser,
     yajl_status status)
@@ -173,10 +200,6 @@ ngx_llm_cache_json_status(ngx_llm_cache_json_parser_t *parser,
         return NGX_ERROR;
     }
 
-    if (parser->declined) {
-        return NGX_DECLINED;
-    }
-
     return NGX_LLM_CACHE_JSON_INVALID;
 }
 
@@ -185,12 +208,19 @@ ngx_int_t
 ngx_llm_cache_json_parse(ngx_llm_cache_json_parser_t *parser, u_char *p,
     size_t len)
 {
+    if (ngx_llm_cache_json_scan(parser, p, len) != NGX_OK) {
+        return NGX_LLM_CACHE_JSON_INVALID;
+    }
+
     return ngx_llm_cache_json_status(parser,
                                      yajl_parse(parser->handle, p, len));
 }
 
 
-/* NGX_OK and the tree, or as ngx_llm_cache_json_parse_error() says */
+/*
+ * NGX_OK and the tree; NGX_DECLINED and why it is not cacheable; or as
+ * ngx_llm_cache_json_parse_error() says
+ */
 
 ngx_int_t
 ngx_llm_cache_json_parse_end(ngx_llm_cache_json_parser_t *parser,
@@ -200,13 +230,25 @@ ngx_llm_cache_json_parse_end(ngx_llm_cache_json_parser_t *parser,
         return ngx_llm_cache_json_parse_error(parser, error);
     }
 
+    if (parser->utf8_need) {
+        /* yajl has seen the end of the text: the sequence was outside it */
+        parser->invalid = "invalid UTF-8 byte sequence";
+        return ngx_llm_cache_json_parse_error(parser, error);
+    }
+
+    if (parser->declined) {
+        error->data = (u_char *) parser->declined;
+        error->len = ngx_strlen(parser->declined);
+        return NGX_DECLINED;
+    }
+
     *root = parser->root;
 
     return NGX_OK;
 }
 
 
-/* after a failed parse: why, and NGX_DECLINED, JSON_INVALID or NGX_ERROR */
+/* after a failed parse: why, and NGX_LLM_CACHE_JSON_INVALID or NGX_ERROR */
 
 ngx_int_t
 ngx_llm_cache_json_parse_error(ngx_llm_cache_json_parser_t *parser,
@@ -219,10 +261,10 @@ ngx_llm_cache_json_parse_error(ngx_llm_cache_json_parser_t *parser,
         return NGX_ERROR;
     }
 
-    if (parser->declined) {
-        error->data = (u_char *) parser->declined;
-        error->len = ngx_strlen(parser->declined);
-        return NGX_DECLINED;
+    if (parser->invalid) {
+        error->data = (u_char *) parser->invalid;
+        error->len = ngx_strlen(parser->invalid);
+        return NGX_LLM_CACHE_JSON_INVALID;
     }
 
     msg = yajl_get_error(parser->handle, 0, NULL, 0);
@@ -255,23 +297,195 @@ ngx_llm_cache_json_parse_error(ngx_llm_cache_json_parser_t *parser,
 }
 
 
-static ngx_llm_cache_json_t *
+/*
+ * The raw body, byte by byte, in as many pieces as it comes: strict UTF-8
+ * (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF) and
+ * \u escapes of surrogates in pairs.  Outside strings '\' and bytes over
+ * 0x7f are errors yajl reports, so strings need not be tracked: a '\'
+ * always starts an escape.
+ */
+
+static ngx_int_t
+ngx_llm_cache_json_scan(ngx_llm_cache_json_parser_t *parser, u_char *p,
+    size_t len)
+{
+    u_char  c, *end;
+
+    for (end = p + len; p < end; p++) {
+        c = *p;
+
+        if (parser->utf8_need) {
+            if (c < parser->utf8_min || c > parser->utf8_max) {
+                goto invalid;
+            }
+
+            parser->utf8_min = 0x80;
+            parser->utf8_max = 0xbf;
+            parser->utf8_need--;
+
+            continue;
+        }
+
+        if (c >= 0x80) {
+            parser->utf8_min = 0x80;
+            parser->utf8_max = 0xbf;
+
+            if (c >= 0xc2 && c <= 0xdf) {
+                parser->utf8_need = 1;
+
+            } else if (c >= 0xe0 && c <= 0xef) {
+                parser->utf8_need = 2;
+
+                if (c == 0xe0) {
+                    parser->utf8_min = 0xa0;     /* overlong */
+
+                } else if (c == 0xed) {
+                    parser->utf8_max = 0x9f;     /* surrogates */
+                }
+
+            } else if (c >= 0xf0 && c <= 0xf4) {
+                parser->utf8_need = 3;
+
+                if (c == 0xf0) {
+                    parser->utf8_min = 0x90;     /* overlong */
+
+                } else if (c == 0xf4) {
+                    parser->utf8_max = 0x8f;     /* past U+10FFFF */
+                }
+
+            } else {
+                goto invalid;
+            }
+
+            /* no escape goes on with it: yajl fails on the escape */
+            parser->escape = 0;
+
+            if (parser->surrogate) {
+                parser->surrogate = 0;
+                parser->declined = parser->declined ? parser->declined
+                                   : "unpaired UTF-16 surrogate in a string";
+            }
+
+            continue;
+        }
+
+        switch (parser->escape) {
+
+        case 0:
+            if (c == '\\') {
+                parser->escape = 1;
+                continue;
+            }
+
+            break;
+
+        case 1:
+            if (c == 'u') {
+                parser->escape = 2;
+                parser->code = 0;
+                continue;
+            }
+
+            /* \\, \" and the others; an invalid one is yajl's to report */
+            parser->escape = 0;
+            break;
+
+        default:
+            if (c >= '0' && c <= '9') {
+                parser->code = parser->code * 16 + c - '0';
+
+            } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+                parser->code = parser->code * 16 + (c | 0x20) - 'a' + 10;
+
+            } else {
+                parser->escape = 0;
+                break;
+            }
+
+            if (++parser->escape == 6) {
+                parser->escape = 0;
+                ngx_llm_cache_json_escape(parser);
+            }
+
+            continue;
+        }
+
+        /* anything but the \u escape of a low surrogate after a high one */
+
+        if (parser->surrogate) {
+            parser->surrogate = 0;
+            parser->declined = parser->declined ? parser->declined
+                               : "unpaired UTF-16 surrogate in a string";
+        }
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    parser->invalid = "invalid UTF-8 byte sequence";
+
+    return NGX_ERROR;
+}
+
+
+/* a complete \uXXXX escape */
+
+static void
+ngx_llm_cache_json_escape(ngx_llm_cache_json_parser_t *parser)
+{
+    ngx_uint_t  code;
+
+    code = parser->code;
+
+    if (parser->surrogate) {
+        parser->surrogate = 0;
+
+        if (code >= 0xdc00 && code <= 0xdfff) {
+            return;
+        }
+
+    } else if (code >= 0xd800 && code <= 0xdbff) {
+        parser->surrogate = 1;
+        return;
+
+    } else if (code < 0xdc00 || code > 0xdfff) {
+        return;
+    }
+
+    if (parser->declined == NULL) {
+        parser->declined = "unpaired UTF-16 surrogate in a string";
+    }
+}
+
+
+/*
+ * A new node in its parent.  NGX_DECLINED once the body is not cacheable:
+ * then nothing more is built, yajl only checks the syntax to the end.
+ */
+
+static ngx_int_t
 ngx_llm_cache_json_add(ngx_llm_cache_json_parser_t *parser,
-    ngx_llm_cache_json_type_e type)
+    ngx_llm_cache_json_type_e type, ngx_llm_cache_json_t **nodep)
 {
     ngx_llm_cache_json_t  *node, *parent;
+
+    if (parser->declined) {
+        return NGX_DECLINED;
+    }
 
     node = ngx_pcalloc(parser->pool, sizeof(ngx_llm_cache_json_t));
     if (node == NULL) {
         parser->nomem = 1;
-        return NULL;
+        return NGX_ERROR;
     }
 
     node->type = type;
+    *nodep = node;
 
     if (parser->depth == 0) {
         parser->root = node;
-        return node;
+        return NGX_OK;
     }
 
     parent = parser->stack[parser->depth - 1];
@@ -290,23 +504,29 @@ ngx_llm_cache_json_add(ngx_llm_cache_json_parser_t *parser,
     parent->last = node;
     parent->nchildren++;
 
-    return node;
+    return NGX_OK;
 }
 
 
 static int
 ngx_llm_cache_json_null(void *ctx)
 {
-    return ngx_llm_cache_json_add(ctx, NGX_LLM_CACHE_JSON_NULL) != NULL;
+    ngx_llm_cache_json_t  *node;
+
+    return ngx_llm_cache_json_add(ctx, NGX_LLM_CACHE_JSON_NULL, &node)
+           != NGX_ERROR;
 }
 
 
 static int
 ngx_llm_cache_json_boolean(void *ctx, int value)
 {
+    ngx_llm_cache_json_t  *node;
+
     return ngx_llm_cache_json_add(ctx, value ? NGX_LLM_CACHE_JSON_TRUE
-                                             : NGX_LLM_CACHE_JSON_FALSE)
-           != NULL;
+                                             : NGX_LLM_CACHE_JSON_FALSE,
+                                  &node)
+           != NGX_ERROR;
 }
 
 
@@ -318,9 +538,9 @@ ngx_llm_cache_json_number(void *ctx, const char *s, size_t len)
     ngx_int_t              rc;
     ngx_llm_cache_json_t  *node;
 
-    node = ngx_llm_cache_json_add(parser, NGX_LLM_CACHE_JSON_NUMBER);
-    if (node == NULL) {
-        return 0;
+    rc = ngx_llm_cache_json_add(parser, NGX_LLM_CACHE_JSON_NUMBER, &node);
+    if (rc != NGX_OK) {
+        return rc != NGX_ERROR;
     }
 
     rc = ngx_llm_cache_json_canonical_number(parser->pool, (u_char *) s, len,
@@ -332,7 +552,6 @@ ngx_llm_cache_json_number(void *ctx, const char *s, size_t len)
 
     if (rc == NGX_DECLINED) {
         parser->declined = "number exponent out of range";
-        return 0;
     }
 
     return 1;
@@ -367,11 +586,12 @@ ngx_llm_cache_json_string(void *ctx, const unsigned char *s, size_t len)
 {
     ngx_llm_cache_json_parser_t *parser = ctx;
 
+    ngx_int_t              rc;
     ngx_llm_cache_json_t  *node;
 
-    node = ngx_llm_cache_json_add(parser, NGX_LLM_CACHE_JSON_STRING);
-    if (node == NULL) {
-        return 0;
+    rc = ngx_llm_cache_json_add(parser, NGX_LLM_CACHE_JSON_STRING, &node);
+    if (rc != NGX_OK) {
+        return rc != NGX_ERROR;
     }
 
     return ngx_llm_cache_json_copy(parser, &node->value, s, len) == NGX_OK;
@@ -382,16 +602,21 @@ static int
 ngx_llm_cache_json_push(ngx_llm_cache_json_parser_t *parser,
     ngx_llm_cache_json_type_e type)
 {
+    ngx_int_t              rc;
     ngx_llm_cache_json_t  *node;
+
+    if (parser->declined) {
+        return 1;
+    }
 
     if (parser->depth == NGX_LLM_CACHE_JSON_MAX_DEPTH) {
         parser->declined = "nested too deeply";
-        return 0;
+        return 1;
     }
 
-    node = ngx_llm_cache_json_add(parser, type);
-    if (node == NULL) {
-        return 0;
+    rc = ngx_llm_cache_json_add(parser, type, &node);
+    if (rc != NGX_OK) {
+        return rc != NGX_ERROR;
     }
 
     parser->stack[parser->depth++] = node;
@@ -419,9 +644,13 @@ ngx_llm_cache_json_map_key(void *ctx, const unsigned char *s, size_t len)
 {
     ngx_llm_cache_json_parser_t *parser = ctx;
 
+    if (parser->declined) {
+        return 1;
+    }
+
     if (len > NGX_LLM_CACHE_JSON_MAX_KEY_LEN) {
         parser->declined = "member name too long";
-        return 0;
+        return 1;
     }
 
     return ngx_llm_cache_json_copy(parser, &parser->name, s, len) == NGX_OK;
@@ -433,7 +662,9 @@ ngx_llm_cache_json_end(void *ctx)
 {
     ngx_llm_cache_json_parser_t *parser = ctx;
 
-    parser->depth--;
+    if (parser->declined == NULL) {
+        parser->depth--;
+    }
 
     return 1;
 }

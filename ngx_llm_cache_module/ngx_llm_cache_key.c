@@ -8,8 +8,8 @@
 /*
  * The cache key: SHA-256 over the format version, the namespace (by
  * default the client's credential, so two API keys never share an entry
- * and no credential reaches Redis), the request path and the canonical
- * JSON of the body.
+ * and no credential reaches Redis), the request path and arguments and
+ * the canonical JSON of the body.
  */
 
 
@@ -33,19 +33,21 @@ typedef struct {
 } ngx_llm_cache_hash_t;
 
 
+static char *ngx_llm_cache_body_type(ngx_http_request_t *r);
 static ngx_int_t ngx_llm_cache_parse_body(ngx_http_request_t *r,
     ngx_llm_cache_json_parser_t *parser);
 static void ngx_llm_cache_hash_write(void *data, u_char *p, size_t len);
 static void ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
     ngx_str_t *value);
 static ngx_int_t ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
-    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h);
+    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h, ngx_str_t *error);
 
 
 static ngx_str_t  ngx_llm_cache_credential_headers[] = {
     ngx_string("Authorization"),
-    ngx_string("x-api-key"),
-    ngx_string("api-key"),
+    ngx_string("x-api-key"),                 /* Anthropic */
+    ngx_string("api-key"),                   /* Azure OpenAI */
+    ngx_string("x-goog-api-key"),            /* Gemini */
     ngx_null_string
 };
 
@@ -72,6 +74,12 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
     ngx_str_null(error);
+
+    error->data = (u_char *) ngx_llm_cache_body_type(r);
+    if (error->data) {
+        error->len = ngx_strlen(error->data);
+        return NGX_DECLINED;
+    }
 
     parser = ngx_llm_cache_json_parser_create(r->pool);
     if (parser == NULL) {
@@ -120,10 +128,19 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
                              sizeof("llm_cache " NGX_LLM_CACHE_FORMAT_VERSION
                                     "\n") - 1);
 
-    rc = ngx_llm_cache_hash_namespace(r, lcf, h);
+    rc = ngx_llm_cache_hash_namespace(r, lcf, h, error);
 
     if (rc == NGX_OK) {
         ngx_llm_cache_hash_field(h, "path", &r->uri);
+
+        /*
+         * the provider gets them (api-version, a key=...); left out when
+         * empty, so keys of requests without them stay what they were
+         */
+
+        if (r->args.len) {
+            ngx_llm_cache_hash_field(h, "args", &r->args);
+        }
 
         ngx_llm_cache_hash_write(h, (u_char *) "body=", 5);
 
@@ -161,6 +178,82 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     (void) ngx_hex_dump(p, digest, n);
 
     return NGX_OK;
+}
+
+
+/*
+ * NULL when the body is to be parsed as JSON: a JSON media type
+ * (application/json, anything +json) or none.  Other bodies (multipart
+ * audio uploads, forms, text) and encoded ones are passed through
+ * uncached, never refused: what they are is the provider's business.
+ */
+
+static char *
+ngx_llm_cache_body_type(ngx_http_request_t *r)
+{
+    u_char           *p, *end;
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (r->headers_in.content_type) {
+        p = r->headers_in.content_type->value.data;
+        end = p + r->headers_in.content_type->value.len;
+
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        for (len = 0; p + len < end; len++) {
+            if (p[len] == ';' || p[len] == ' ' || p[len] == '\t') {
+                break;
+            }
+        }
+
+        if (len
+            && !(len == sizeof("application/json") - 1
+                 && ngx_strncasecmp(p, (u_char *) "application/json", len)
+                    == 0)
+            && !(len > sizeof("+json") - 1
+                 && ngx_strncasecmp(p + len - (sizeof("+json") - 1),
+                                    (u_char *) "+json",
+                                    sizeof("+json") - 1)
+                    == 0))
+        {
+            return "the content type is not JSON";
+        }
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Content-Encoding") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
+                               h[i].key.len)
+               == 0
+            && !(h[i].value.len == sizeof("identity") - 1
+                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity",
+                                    h[i].value.len)
+                    == 0))
+        {
+            return "the body has a content encoding";
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -263,9 +356,15 @@ ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
 }
 
 
+/*
+ * An empty llm_cache_namespace (a tenant header the request lacks, a map
+ * without a default) is no one's: such requests are not cached, rather
+ * than all sharing one namespace.
+ */
+
 static ngx_int_t
 ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
-    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h)
+    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h, ngx_str_t *error)
 {
     ngx_str_t         value, *name;
     ngx_uint_t        i;
@@ -275,6 +374,11 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
     if (lcf->namespace) {
         if (ngx_http_complex_value(r, lcf->namespace, &value) != NGX_OK) {
             return NGX_ERROR;
+        }
+
+        if (value.len == 0) {
+            ngx_str_set(error, "llm_cache_namespace is empty");
+            return NGX_DECLINED;
         }
 
         ngx_llm_cache_hash_field(h, "namespace", &value);

@@ -117,6 +117,8 @@ static void ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac,
     int status);
 static void ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
+static void ngx_llm_cache_redis_name_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
 static ngx_llm_cache_redis_conn_t *ngx_llm_cache_redis_pick(
     ngx_llm_cache_redis_server_t *s, ngx_log_t *log, const char *what);
 static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
@@ -544,6 +546,10 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
     {
         rc->setup_pending++;
     }
+
+    /* for CLIENT LIST; an ACL that forbids it is no reason to fail */
+    (void) redisAsyncCommand(ac, ngx_llm_cache_redis_name_reply, rc,
+                             "CLIENT SETNAME llm_cache");
 }
 
 
@@ -833,6 +839,22 @@ ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
 }
 
 
+static void
+ngx_llm_cache_redis_name_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_llm_cache_redis_conn_t  *rc = privdata;
+
+    redisReply  *rr = reply;
+
+    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, rc->server->log, 0,
+                       "llm_cache: redis CLIENT SETNAME refused: %s",
+                       rr->str);
+    }
+}
+
+
 /*
  * The ready connection with the fewest replies outstanding, the next one
  * in turn on a tie; NULL (and a log line) when the server is not to be
@@ -961,7 +983,6 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     } else if (rr->type == REDIS_REPLY_NIL) {
         rc = NGX_DECLINED;
-        ngx_llm_cache_redis_succeeded(s);
 
     } else if (rr->type == REDIS_REPLY_ERROR) {
         rc = NGX_ERROR;
@@ -969,7 +990,6 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     } else {
         rc = NGX_OK;
-        ngx_llm_cache_redis_succeeded(s);
 
         if (rr->type == REDIS_REPLY_STRING
             || rr->type == REDIS_REPLY_STATUS)
@@ -977,6 +997,12 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
             value.data = (u_char *) rr->str;
             value.len = rr->len;
         }
+    }
+
+    /* a reply that came too late shows a slow server, not a good one */
+
+    if (rc != NGX_ERROR && !op->timed_out) {
+        ngx_llm_cache_redis_succeeded(s);
     }
 
     if (op->handler && !s->exiting) {
@@ -1002,6 +1028,7 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
     handler = op->handler;
 
     op->handler = NULL;
+    op->timed_out = 1;
 
     if (handler) {
         handler(op->data, NGX_ERROR, NULL);

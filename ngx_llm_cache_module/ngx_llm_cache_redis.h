@@ -38,6 +38,7 @@ typedef struct {
     ngx_log_t                       *log;
     ngx_event_t                      timer;
     const char                      *what;
+    unsigned                         timed_out:1;
 } ngx_llm_cache_redis_op_t;
 
 

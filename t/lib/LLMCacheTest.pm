@@ -46,6 +46,10 @@ our $REAL = 0;
 our $RUNNER;
 our ($RedisPort, $ProviderPort, $ClosedPort, $BlackholeSocket);
 our ($RedisPid, $ProviderPid);
+our $RedisAuthPort;
+our $RedisPassword    = 'redis-Pa55-for-tests';
+our $RedisAclUser     = 'llmcache';
+our $RedisAclPassword = 'acl-Pa55-for-tests';
 our $TmpDir;
 our $OwnerPid = $$;
 
@@ -105,17 +109,25 @@ sub closed_port   { $ClosedPort }
 
 # Sends one command to the private Redis; returns the first reply line.
 sub redis_command {
-    my @args = @_;
+    return redis_commands_at($RedisPort, [@_]);
+}
+
+# Commands on one connection to the Redis on $port; the last reply line.
+sub redis_commands_at {
+    my ($port, @cmds) = @_;
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => $RedisPort,
+                                     PeerPort => $port,
                                      Proto => 'tcp', Timeout => 5)
-        or die "cannot connect to redis on port $RedisPort: $!\n";
-    my $cmd = '*' . scalar(@args) . "\r\n";
-    $cmd .= '$' . length($_) . "\r\n$_\r\n" for @args;
-    print $sock $cmd;
-    my $line = <$sock>;
+        or die "cannot connect to redis on port $port: $!\n";
+    my $line;
+    for my $args (@cmds) {
+        my $cmd = '*' . scalar(@$args) . "\r\n";
+        $cmd .= '$' . length($_) . "\r\n$_\r\n" for @$args;
+        print $sock $cmd;
+        $line = <$sock>;
+        die "no reply from redis to @$args\n" if !defined $line;
+    }
     close $sock;
-    die "no reply from redis to @args\n" if !defined $line;
     $line =~ s/\r?\n\z//;
     return $line;
 }
@@ -276,7 +288,9 @@ sub _start_redis {
         my $pid = _spawn('redis-server', $log, undef, $server,
                          '--port', $port, '--bind', '127.0.0.1',
                          '--save', '', '--appendonly', 'no',
-                         '--dir', $TmpDir);
+                         '--dir', $TmpDir,
+                         '--unixsocket', "$TmpDir/redis.sock",
+                         '--unixsocketperm', '777');
         my $deadline = time + 10;
         while (time < $deadline) {
             if (!_alive($pid)) {
@@ -294,6 +308,43 @@ sub _start_redis {
         undef $RedisPort;
     }
     die "cannot start redis-server:\n" . _slurp($log);
+}
+
+# A second Redis that wants a password (default user) and knows an ACL user
+# limited to what the module needs, for the AUTH tests.
+sub _start_auth_redis {
+    my $server = _find_in_path('redis-server')
+        or die "redis-server not found in PATH\n";
+
+    my $log = "$TmpDir/redis-auth.log";
+    for my $attempt (1 .. 5) {
+        my $port = _free_port();
+        my $pid = _spawn('redis-server', $log, undef, $server,
+                         '--port', $port, '--bind', '127.0.0.1',
+                         '--save', '', '--appendonly', 'no',
+                         '--dir', $TmpDir, '--dbfilename', 'auth.rdb',
+                         '--requirepass', $RedisPassword,
+                         '--user', $RedisAclUser, 'on', ">$RedisAclPassword",
+                         '~llm:*', '-@all', '+get', '+set', '+eval', '+del',
+                         '+select', '+client|setname');
+        my $deadline = time + 10;
+        while (time < $deadline) {
+            if (!_alive($pid)) {
+                delete $Children{$pid};
+                last;
+            }
+            my $pong = eval {
+                redis_commands_at($port, ['AUTH', $RedisPassword], ['PING']);
+            };
+            if (defined $pong && $pong eq '+PONG') {
+                $RedisAuthPort = $port;
+                return;
+            }
+            sleep 0.05;
+        }
+        _kill_child($pid) if _alive($pid);
+    }
+    die "cannot start the password redis-server:\n" . _slurp($log);
 }
 
 sub _start_provider {
@@ -384,6 +435,11 @@ my $LOCATIONS = <<'_EOC_';
         location = /__last       { proxy_pass http://llm_provider/__last; }
         location ^~ /__redis/    { proxy_pass http://llm_provider; }
         location = /__sleep      { proxy_pass http://llm_provider; }
+        location = /__fire {
+            proxy_set_header X-Fire-Port $server_port;
+            proxy_read_timeout 60s;
+            proxy_pass http://llm_provider;
+        }
 _EOC_
 
 # For blocks that use llm_cache_pass (as t/00[1-4]*.t do): the test Redis,
@@ -410,6 +466,14 @@ sub _preprocess {
     my $ok = eval { redis_command('FLUSHALL') };
     if (!defined $ok || $ok ne '+OK') {
         die "LLMCacheTest: FLUSHALL failed: " . ($@ || $ok // '') . "\n";
+    }
+    $ok = eval {
+        redis_commands_at($RedisAuthPort, ['AUTH', $RedisPassword],
+                          ['FLUSHALL']);
+    };
+    if (!defined $ok || $ok ne '+OK') {
+        die "LLMCacheTest: FLUSHALL (password redis) failed: "
+            . ($@ || $ok // '') . "\n";
     }
     my ($status, $body) = provider_request('POST', '/__reset');
     if ($status != 200) {
@@ -481,6 +545,7 @@ sub _init {
 
     eval {
         _start_redis();
+        _start_auth_redis();
         _start_provider();
         1;
     } or do {
@@ -500,6 +565,11 @@ sub _init {
     $ENV{TEST_NGINX_REDIS_PORT}    = $RedisPort;
     $ENV{TEST_NGINX_PROVIDER_PORT} = $ProviderPort;
     $ENV{TEST_NGINX_CLOSED_PORT}   = $ClosedPort;
+    $ENV{TEST_NGINX_REDIS_SOCKET}  = "$TmpDir/redis.sock";
+    $ENV{TEST_NGINX_REDIS_AUTH_PORT} = $RedisAuthPort;
+    $ENV{TEST_NGINX_REDIS_PASSWORD}  = $RedisPassword;
+    $ENV{TEST_NGINX_REDIS_ACL_USER}  = $RedisAclUser;
+    $ENV{TEST_NGINX_REDIS_ACL_PASSWORD} = $RedisAclPassword;
 
     _register_preprocessor();
 }

@@ -11,6 +11,7 @@ Prints "READY <port>" on stdout once it listens (--port 0 picks a free port).
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -109,10 +110,13 @@ def resp_read(f):
     raise RedisError("bad reply from redis: %r" % line)
 
 
-def redis_keys_report(host, port):
+def redis_keys_report(host, port, db=0):
     with socket.create_connection((host, port), timeout=5) as s:
         f = s.makefile("rb")
-        s.sendall(resp_command("KEYS", "*"))
+        s.sendall(resp_command("SELECT", str(db)) + resp_command("KEYS", "*"))
+        selected = resp_read(f)
+        if isinstance(selected, RedisError):
+            raise selected
         keys = resp_read(f)
         if isinstance(keys, RedisError):
             raise keys
@@ -290,6 +294,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0]
         if path.startswith("/__"):
+            self.fire_body = body
             self.control(path)
         else:
             self.provider(path, body)
@@ -311,9 +316,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_plain(200, ("%s %s length=%d sha256=%s\n"
                                       % (method, p, n, digest)).encode())
         elif path == "/__redis/keys":
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
             try:
                 out = redis_keys_report(self.server.redis_host,
-                                        self.server.redis_port)
+                                        self.server.redis_port,
+                                        int(query.get("db", ["0"])[0]))
             except (OSError, RedisError, ValueError) as e:
                 self.send_plain(502, ("redis error: %s\n" % e).encode())
                 return
@@ -323,6 +330,19 @@ class Handler(BaseHTTPRequestHandler):
             query = urllib.parse.parse_qs(self.path.partition("?")[2])
             sleep_ms(int(query.get("ms", ["100"])[0]))
             self.send_plain(200, b"ok\n")
+        elif path == "/__redis/clients":
+            # the module's connections name themselves "llm_cache"
+            try:
+                out = redis_command(self.server.redis_host,
+                                    self.server.redis_port, "CLIENT", "LIST")
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            n = sum(1 for line in out.split(b"\n")
+                    if b" name=llm_cache " in line)
+            self.send_plain(200, b"llm_cache clients=%d\n" % n)
+        elif path == "/__fire":
+            self.fire()
         elif path in ("/__redis/pause", "/__redis/kill"):
             # make Redis slow (CLIENT PAUSE) or drop its clients
             query = urllib.parse.parse_qs(self.path.partition("?")[2])
@@ -340,11 +360,65 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_plain(404, b"unknown control endpoint\n")
 
+    def fire(self):
+        """POST /__fire?n=N&gap=MS&path=P: N clients send this body to
+        nginx (port from X-Fire-Port) at once, MS apart, with this
+        request's Authorization, Content-Type and X-Fake-* headers; the
+        answer lists each client's status, cache status and body digest,
+        then a count per cache status."""
+        query = urllib.parse.parse_qs(self.path.partition("?")[2])
+        n = int(query.get("n", ["2"])[0])
+        gap = int(query.get("gap", ["0"])[0])
+        path = query.get("path", ["/v1/chat/completions"])[0]
+        port = int(self.headers.get("X-Fire-Port"))
+        body = self.fire_body
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower().startswith("x-fake-")
+                   or k.lower() in ("authorization", "content-type")}
+        results = [None] * n
+
+        def client(i):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                results[i] = "status=%d cache=%s sha256=%s" % (
+                    resp.status, resp.getheader("X-LLM-Cache", "-"),
+                    hashlib.sha256(data).hexdigest()[:16])
+            except (OSError, http.client.HTTPException) as e:
+                results[i] = "error=%s" % type(e).__name__
+            finally:
+                conn.close()
+
+        threads = []
+        for i in range(n):
+            t = threading.Thread(target=client, args=(i,))
+            t.start()
+            threads.append(t)
+            if gap:
+                sleep_ms(gap)
+        for t in threads:
+            t.join()
+
+        counts = {}
+        for r in results:
+            m = re.search(r"cache=(\S+)", r or "")
+            k = m.group(1) if m else "none"
+            counts[k] = counts.get(k, 0) + 1
+        digests = {r.rpartition("sha256=")[2] for r in results if r}
+        out = "".join("client %d %s\n" % (i, r) for i, r in enumerate(results))
+        out += " ".join("%s=%d" % kv for kv in sorted(counts.items()))
+        out += "\nbodies=%d\n" % len(digests)
+        self.send_plain(200, out.encode())
+
     def provider(self, path, body):
         n = self.server.state.record(self.command, self.path, body)
         h = self.headers
 
         status = header_int(h, "X-Fake-Status") or 200
+        if n == 1 and header_int(h, "X-Fake-Fail-First"):
+            status = header_int(h, "X-Fake-Fail-First")
         delay = header_int(h, "X-Fake-Delay")
         cut = header_int(h, "X-Fake-Cut")
         size = header_int(h, "X-Fake-Size")
