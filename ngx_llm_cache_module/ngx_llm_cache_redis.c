@@ -440,7 +440,14 @@ ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
             }
 
             if (rc->ac) {
-                redisAsyncFree(rc->ac);
+                /* what the last requests stored: out if the socket takes it */
+                if (rc->state == NGX_LLM_CACHE_REDIS_READY) {
+                    redisAsyncHandleWrite(rc->ac);
+                }
+
+                if (rc->ac) {
+                    redisAsyncFree(rc->ac);
+                }
             }
         }
     }
@@ -490,8 +497,12 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
     c->read->handler = ngx_llm_cache_redis_read_handler;
     c->write->handler = ngx_llm_cache_redis_write_handler;
 
-    /* lets a graceful shutdown close it (ngx_close_idle_connections) */
-    c->idle = 1;
+    /*
+     * Not idle: a graceful shutdown keeps it, so requests still in flight
+     * can store their answers; only the connect timer is cancelable, so
+     * a connect under way does not hold the exiting worker up.
+     */
+    c->write->cancelable = 1;
 
     rc->ac = ac;
     rc->connection = c;

@@ -114,11 +114,12 @@ Wrong-Pa55-9f3e
         llm_cache_ttl 77s;
     }
 --- request eval
-["POST /v1/chat/completions\n$::chat",
+["GET /__sleep?ms=300",
+ "POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys?db=3",
  "GET /__redis/keys?db=0"]
 --- response_body_like eval
-[".", "^keys=1\nllm:v1:[0-9a-f]{64} ttl=7[67] bytes=\\d+\n\\z", "^keys=0\n\\z"]
+["ok", "fake-1", "^keys=1\nllm:v1:[0-9a-f]{64} ttl=7[67] bytes=\\d+\n\\z", "^keys=0\n\\z"]
 
 
 

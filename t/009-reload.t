@@ -1,0 +1,205 @@
+use strict;
+use warnings;
+
+use lib 't/lib';
+use LLMCacheTest;     # starts redis-server + the fake provider
+use Test::More;
+use File::Temp qw(tempdir);
+use IO::Socket::INET ();
+use Time::HiRes qw(sleep time);
+
+# Reload and graceful shutdown with real workers (not a data-driven suite:
+# it drives its own nginx, master and two workers, so it runs the same
+# under either runner).  After each `nginx -s reload` the old workers exit
+# at once, the new ones hold the same number of fds and Redis sees exactly
+# pool x workers connections; `nginx -s quit` lets a request in flight
+# finish, and nothing is left open (nginx logs "open socket ... left" as an
+# alert if a connection leaks).
+
+plan skip_all => 'not under valgrind (it drives its own nginx)'
+    if $ENV{TEST_NGINX_USE_VALGRIND};
+
+my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+my $module = $ENV{TEST_NGINX_LOAD_MODULES};
+my $dir = tempdir(CLEANUP => 1);
+my $port = LLMCacheTest::_free_port();
+my $chat = LLMCacheTest::request_body('openai/chat-request.json');
+
+mkdir "$dir/logs";
+open my $conf, '>', "$dir/nginx.conf" or die $!;
+print $conf <<"EOF";
+load_module $module;
+worker_processes 2;
+pid $dir/logs/nginx.pid;
+error_log $dir/logs/error.log info;
+events { worker_connections 256; }
+http {
+    access_log off;
+    upstream llm_provider { server 127.0.0.1:$LLMCacheTest::ProviderPort; }
+    llm_cache_redis 127.0.0.1:$LLMCacheTest::RedisPort pool=2;
+    server {
+        listen 127.0.0.1:$port;
+        location /v1/ {
+            llm_cache_pass /_llm;
+            llm_cache_lock on;
+        }
+        location /_llm/ {
+            internal;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_pass http://llm_provider/;
+        }
+    }
+}
+EOF
+close $conf;
+
+sub post {
+    my (%h) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 10)
+        or return (0, '', '');
+    my $extra = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
+    print $s "POST /v1/chat/completions HTTP/1.0\r\nHost: t\r\n"
+             . "Content-Type: application/json\r\n$extra"
+             . 'Content-Length: ' . length($chat) . "\r\n\r\n$chat";
+    local $/;
+    my $resp = <$s> // '';
+    close $s;
+    my ($status) = $resp =~ m{^HTTP/1\.\d (\d+)};
+    my ($cache) = $resp =~ m{^X-LLM-Cache: (\S+)\r$}mi;
+    return ($status // 0, $cache // '', $resp);
+}
+
+sub clients {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $LLMCacheTest::RedisPort,
+                                  Proto => 'tcp', Timeout => 5) or die;
+    print $s "*2\r\n\$6\r\nCLIENT\r\n\$4\r\nLIST\r\n";
+    my $len = <$s>;
+    $len =~ /^\$(\d+)/ or die "bad CLIENT LIST reply: $len";
+    my $data = '';
+    read($s, $data, $1);
+    close $s;
+    return scalar(() = $data =~ / name=llm_cache /g);
+}
+
+sub workers {
+    my $master = master();
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $f, '<', $stat or next;
+        my $line = <$f> // '';
+        close $f;
+        my ($pid, $ppid) = $line =~ /^(\d+) \(.*?\) \S+ (\d+)/ or next;
+        push @w, $pid if $ppid == $master;
+    }
+    return sort { $a <=> $b } @w;
+}
+
+sub nworkers {
+    my @w = workers();
+    return scalar @w;
+}
+
+sub master {
+    open my $f, '<', "$dir/logs/nginx.pid" or return 0;
+    my $pid = <$f>;
+    close $f;
+    chomp $pid;
+    return $pid;
+}
+
+sub fds {
+    my $pid = shift;
+    my @fd = glob "/proc/$pid/fd/*";
+    return scalar @fd;
+}
+
+# exited (a zombie whose parent is this test counts as exited)
+sub gone {
+    my $pid = shift;
+    1 while waitpid(-1, 1) > 0;    # WNOHANG
+    open my $f, '<', "/proc/$pid/stat" or return 1;
+    my $line = <$f> // '';
+    close $f;
+    return $line =~ /^\d+ \(.*?\) Z/ ? 1 : 0;
+}
+
+sub wait_until {
+    my ($what, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 if $what->();
+        sleep 0.05;
+    }
+    return 0;
+}
+
+sub error_log {
+    open my $f, '<', "$dir/logs/error.log" or return '';
+    local $/;
+    my $log = <$f> // '';
+    close $f;
+    return $log;
+}
+
+is(system($nginx, '-p', $dir, '-c', "$dir/nginx.conf"), 0, 'nginx starts');
+ok(wait_until(sub { nworkers() == 2 && clients() == 4 }, 10),
+   'two workers, each with a pool of two Redis connections');
+
+# fds of fresh workers, before they serve anything
+my @fds0 = sort { $a <=> $b } map { fds($_) } workers();
+
+
+my ($st1, $c1, $r1) = post();
+my ($st2, $c2, $r2) = post();
+is("$st1 $c1", '200 MISS', 'first request: MISS');
+is("$st2 $c2", '200 HIT', 'second request: HIT');
+
+
+for my $round (1 .. 3) {
+    my @old = workers();
+    is(system($nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-s', 'reload'),
+       0, "reload $round");
+    ok(wait_until(sub {
+        my %now = map { $_ => 1 } workers();
+        !grep { $now{$_} || -e "/proc/$_" } @old;
+    }, 10), "reload $round: the old workers exit at once");
+    ok(wait_until(sub { nworkers() == 2 && clients() == 4 }, 10),
+       "reload $round: Redis sees 2 x 2 connections, none left over");
+    my @fds = sort { $a <=> $b } map { fds($_) } workers();
+    is("@fds", "@fds0", "reload $round: the new workers hold as many fds");
+    my ($st, $c) = post();
+    is("$st $c", '200 HIT', "reload $round: still a HIT");
+}
+
+# a miss in flight (another credential, so another key; the provider takes
+# 1.5 s) when nginx is told to quit
+my $pid = fork();
+die "fork: $!" if !defined $pid;
+if ($pid == 0) {
+    my ($st, $c, $r) = post('X-Fake-Delay' => 1500,
+                            'Authorization' => 'Bearer sk-in-flight');
+    exit($st == 200 && $c eq 'MISS' ? 0 : 1);
+}
+sleep 0.5;
+my $master = master();
+is(system($nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-s', 'quit'), 0,
+   'quit');
+waitpid($pid, 0);
+is($? >> 8, 0, 'the request in flight still got its whole answer');
+ok(wait_until(sub { gone($master) }, 10),
+   'the master exits: no timer or connection holds a worker');
+ok(wait_until(sub {
+       LLMCacheTest::redis_command('DBSIZE') eq ':2';
+   }, 5), 'the answer in flight was stored before the worker exited');
+ok(wait_until(sub { clients() == 0 }, 5), 'Redis sees no connection left');
+
+my $log = error_log();
+unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg');
+unlike($log, qr/open socket #\d+ left/, 'no connection left open');
+unlike($log, qr/exited on signal/, 'no worker crashed');
+
+done_testing();
