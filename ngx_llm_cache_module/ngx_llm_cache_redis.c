@@ -1047,16 +1047,19 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
 }
 
 
+/*
+ * The request goes away.  The timer stays: an answer that never comes
+ * must still count as a failure, or a half-open breaker whose probe was
+ * cancelled would wait for it forever.
+ */
+
 void
 ngx_llm_cache_redis_cancel(ngx_llm_cache_redis_op_t *op)
 {
     op->handler = NULL;
     op->data = NULL;
     op->log = op->conn->server->log;
-
-    if (op->timer.timer_set) {
-        ngx_del_timer(&op->timer);
-    }
+    op->timer.log = op->log;
 }
 
 
