@@ -155,7 +155,7 @@ Wrong-Pa55-9f3e
 X-Fake-Size: 5000000
 Content-Type: application/json
 --- request eval
-["POST /__fire?n=2&gap=1500\n$::chat",
+["POST /__fire?n=2&serial=1\n$::chat",
  "GET /__redis/keys",
  "GET /__stats"]
 --- response_body_like eval

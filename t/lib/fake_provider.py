@@ -361,8 +361,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_plain(404, b"unknown control endpoint\n")
 
     def fire(self):
-        """POST /__fire?n=N&gap=MS&path=P: N clients send this body to
-        nginx (port from X-Fire-Port) at once, MS apart, with this
+        """POST /__fire?n=N&gap=MS&path=P[&serial=1]: N clients send this
+        body to nginx (port from X-Fire-Port) at once, MS apart (or each
+        after the previous one's answer), with this
         request's Authorization, Content-Type and X-Fake-* headers; the
         answer lists each client's status, cache status and body digest,
         then a count per cache status."""
@@ -391,11 +392,14 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 conn.close()
 
+        serial = query.get("serial", ["0"])[0] == "1"
         threads = []
         for i in range(n):
             t = threading.Thread(target=client, args=(i,))
             t.start()
             threads.append(t)
+            if serial:
+                t.join()
             if gap:
                 sleep_ms(gap)
         for t in threads:
