@@ -8,9 +8,9 @@ use File::Temp qw(tempdir);
 use IO::Socket::INET ();
 use Time::HiRes qw(sleep time);
 
-# Reload and graceful shutdown with real workers (not a data-driven suite:
-# it drives its own nginx, master and two workers, so it runs the same
-# under either runner).  After each `nginx -s reload` the old workers exit
+# Reload, graceful shutdown and two gateways on one Redis, with real
+# processes (not a data-driven suite: it drives its own nginx, master and
+# two workers, so it runs the same under either runner).  After each `nginx -s reload` the old workers exit
 # at once, the new ones hold the same number of fds and Redis sees exactly
 # pool x workers connections; `nginx -s quit` lets a request in flight
 # finish, and nothing is left open (nginx logs "open socket ... left" as an
@@ -25,20 +25,22 @@ my $dir = tempdir(CLEANUP => 1);
 my $port = LLMCacheTest::_free_port();
 my $chat = LLMCacheTest::request_body('openai/chat-request.json');
 
-mkdir "$dir/logs";
-open my $conf, '>', "$dir/nginx.conf" or die $!;
-print $conf <<"EOF";
+sub write_conf {
+    my ($d, $p) = @_;
+    mkdir "$d/logs";
+    open my $conf, '>', "$d/nginx.conf" or die $!;
+    print $conf <<"EOF";
 load_module $module;
 worker_processes 2;
-pid $dir/logs/nginx.pid;
-error_log $dir/logs/error.log info;
+pid $d/logs/nginx.pid;
+error_log $d/logs/error.log info;
 events { worker_connections 256; }
 http {
     access_log off;
     upstream llm_provider { server 127.0.0.1:$LLMCacheTest::ProviderPort; }
     llm_cache_redis 127.0.0.1:$LLMCacheTest::RedisPort pool=2;
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$p;
         location /v1/ {
             llm_cache_pass /_llm;
             llm_cache_lock on;
@@ -53,11 +55,18 @@ http {
     }
 }
 EOF
-close $conf;
+    close $conf;
+}
+
+write_conf($dir, $port);
 
 sub post {
-    my (%h) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+    return post_to($port, @_);
+}
+
+sub post_to {
+    my ($p, %h) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,
                                   Proto => 'tcp', Timeout => 10)
         or return (0, '', '');
     my $extra = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
@@ -175,8 +184,48 @@ for my $round (1 .. 3) {
     is("$st $c", '200 HIT', "reload $round: still a HIT");
 }
 
+# Two gateways on one Redis: a miss on gateway A holds the lock; the same
+# request on gateway B, a separate nginx, waits for A's answer.
+{
+    my $dir_b = tempdir(CLEANUP => 1);
+    my $port_b = LLMCacheTest::_free_port();
+    write_conf($dir_b, $port_b);
+    is(system($nginx, '-p', $dir_b, '-c', "$dir_b/nginx.conf"), 0,
+       'gateway B starts');
+    ok(wait_until(sub { clients() == 8 }, 10), 'gateway B is connected');
+
+    my $leader = fork();
+    die "fork: $!" if !defined $leader;
+    if ($leader == 0) {
+        my ($st, $c) = post_to($port, 'X-Fake-Delay' => 800,
+                               'Authorization' => 'Bearer sk-two-gateways');
+        exit($st == 200 && $c eq 'MISS' ? 0 : 1);
+    }
+    sleep 0.3;
+    my ($st_b, $c_b, $r_b) = post_to($port_b,
+                                     'Authorization' => 'Bearer sk-two-gateways');
+    waitpid($leader, 0);
+    is($? >> 8, 0, 'gateway A: MISS, the provider answers');
+    is("$st_b $c_b", '200 HIT_WAITED', "gateway B: waited for A's answer");
+    my ($st_a2, $c_a2, $r_a2) = post_to($port,
+                                        'Authorization' => 'Bearer sk-two-gateways');
+    is("$st_a2 $c_a2", '200 HIT', 'gateway A: then a HIT');
+    my ($body_b) = $r_b =~ /\r\n\r\n(.*)\z/s;
+    my ($body_a2) = $r_a2 =~ /\r\n\r\n(.*)\z/s;
+    is($body_b, $body_a2, "B's answer is A's, byte for byte");
+
+    open my $f, '<', "$dir_b/logs/nginx.pid" or die $!;
+    my $master_b = <$f>;
+    close $f;
+    chomp $master_b;
+    system($nginx, '-p', $dir_b, '-c', "$dir_b/nginx.conf", '-s', 'quit');
+    ok(wait_until(sub { gone($master_b) }, 10), 'gateway B exits');
+    ok(wait_until(sub { clients() == 4 }, 5), "gateway B's connections close");
+}
+
 # a miss in flight (another credential, so another key; the provider takes
 # 1.5 s) when nginx is told to quit
+my ($entries) = LLMCacheTest::redis_command('DBSIZE') =~ /(\d+)/;
 my $pid = fork();
 die "fork: $!" if !defined $pid;
 if ($pid == 0) {
@@ -193,7 +242,7 @@ is($? >> 8, 0, 'the request in flight still got its whole answer');
 ok(wait_until(sub { gone($master) }, 10),
    'the master exits: no timer or connection holds a worker');
 ok(wait_until(sub {
-       LLMCacheTest::redis_command('DBSIZE') eq ':2';
+       LLMCacheTest::redis_command('DBSIZE') eq ':' . ($entries + 1);
    }, 5), 'the answer in flight was stored before the worker exited');
 ok(wait_until(sub { clients() == 0 }, 5), 'Redis sees no connection left');
 
