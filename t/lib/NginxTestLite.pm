@@ -32,6 +32,7 @@ our @EXPORT = qw(
     log_level master_on master_off workers worker_connections
     no_long_string no_root_location timeout
     server_port server_root html_dir bail_out is_str
+    add_response_body_check
 );
 
 # ---------------------------------------------------------------------------
@@ -114,6 +115,7 @@ _EOS_
 my $ValgrindErrorExit = 99;
 
 our @BlockPreprocessors;
+our @ResponseBodyChecks;
 our $ErrLogPos = 0;
 our $RandPorts = {};
 our $NginxPid;          # nginx that did not die in a must_die block
@@ -146,6 +148,12 @@ sub html_dir ()        { $HtmlDir }
 
 sub add_block_preprocessor (&) {
     unshift @BlockPreprocessors, shift;
+}
+
+# Like Test::Nginx::Socket: each check is called after every response with
+# ($block, $body, $req_idx, $repeated_req_idx, $dry_run).
+sub add_response_body_check ($) {
+    push @ResponseBodyChecks, shift;
 }
 
 sub bail_out (@) {
@@ -1191,6 +1199,10 @@ sub _lite_check_body {
         } else {
             Test::More::unlike($content, qr/$pat/s, $desc);
         }
+    }
+
+    for my $check (@ResponseBodyChecks) {
+        $check->($block, $res ? $res->content : undef, $idx, $rep, 0);
     }
 }
 
