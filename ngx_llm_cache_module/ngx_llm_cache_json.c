@@ -861,7 +861,8 @@ ngx_llm_cache_json_emit_object(ngx_llm_cache_json_emit_t *e,
 
     n = node->nchildren;
 
-    members = ngx_palloc(e->pool, (n ? n : 1) * sizeof(ngx_llm_cache_json_t *));
+    members = ngx_palloc(e->pool,
+                         (n ? n : 1) * sizeof(ngx_llm_cache_json_t *));
     if (members == NULL) {
         return NGX_ERROR;
     }

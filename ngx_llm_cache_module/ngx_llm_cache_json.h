@@ -48,8 +48,8 @@ ngx_int_t ngx_llm_cache_json_parse_error(ngx_llm_cache_json_parser_t *parser,
     ngx_str_t *error);
 
 ngx_int_t ngx_llm_cache_json_canonicalize(ngx_pool_t *pool,
-    ngx_llm_cache_json_t *root, ngx_llm_cache_json_conf_t *conf, ngx_llm_cache_json_write_pt write,
-    void *data, ngx_str_t *error);
+    ngx_llm_cache_json_t *root, ngx_llm_cache_json_conf_t *conf,
+    ngx_llm_cache_json_write_pt write, void *data, ngx_str_t *error);
 
 ngx_int_t ngx_llm_cache_json_is_object(ngx_llm_cache_json_t *root);
 ngx_int_t ngx_llm_cache_json_get_string(ngx_llm_cache_json_t *object,
