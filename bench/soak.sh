@@ -43,12 +43,20 @@
 #                    its final "data: [DONE]", or a JSON answer that is not
 #                    an object (fails the run)
 #   provider calls   the fake provider's count (GET /__stats, reset after
-#                    the warm-up once it has settled); should equal the non-HIT requests
-#                    in nginx's access log and the subrequests in its
-#                    upstream log (every MISS/ERROR calls the provider
-#                    once, a HIT never, a retried upstream try twice);
-#                    wrk's non-HIT count can be up to <connections> lower
-#                    (answers that came after a thread's share)
+#                    the warm-up once it has settled); should equal the
+#                    non-HIT requests in nginx's access log and the
+#                    subrequests in its upstream log (every MISS/ERROR
+#                    calls the provider once, a HIT never, a retried
+#                    upstream try twice); wrk's non-HIT count can be up to
+#                    <connections> lower (answers that came after a
+#                    thread's share)
+#   abandoned provider sockets   requests wrk left in flight when it
+#                    stopped (499 in nginx's log) that were still stuck in
+#                    the fake provider's accept queue: their closed sockets
+#                    (FIN-WAIT-1) keep retransmitting and can reach the
+#                    provider many seconds later, so the script waits for
+#                    them (at most 30 s) before resetting or reading the
+#                    provider's count; "left" ones make it unreliable
 #   timeline         every 5 s: answered so far, provider calls minus the
 #                    subrequests nginx has logged (logged when they end,
 #                    so a few dozen in flight is normal; a step that stays
@@ -242,6 +250,23 @@ provider_calls() {
     echo "${c:-0}"
 }
 
+# Requests wrk leaves in flight when it stops are answered 499 by nginx,
+# but one that was still stuck in the fake provider's full accept queue
+# sits in a closed socket that the kernel keeps retransmitting, and can
+# reach the provider (and count as a call) seconds later. Wait (at most
+# 30 s) until no such socket to the provider is left.
+provider_orphans() {
+    ss -tnH state fin-wait-1 state closing state last-ack "( dport = :$pport )" \
+        2>/dev/null | wc -l
+}
+wait_orphans() {
+    local i
+    for i in $(seq 150); do
+        [ "$(provider_orphans)" -eq 0 ] && break
+        sleep 0.2
+    done
+}
+
 nrestart=0; last_up=0; restarts=()
 restart_redis() {   # t0_ms
     local a b
@@ -319,8 +344,9 @@ fi
 sleep 1
 workers_before=$(workers | paste -sd' ' -)
 stats_before=$(worker_stats)
-# requests wrk left in flight at the end of the warm-up can reach the
-# provider late (its accept queue is slow): wait until its count settles
+orph_warm=$(provider_orphans)
+wait_orphans
+# and then until the provider's count settles
 prev=-1
 for _ in $(seq 20); do
     c=$(provider_calls)
@@ -341,6 +367,9 @@ lo_after=$(listen_overflows)
 run_t0=$t0
 run_ms=$((t_end - t0))
 sleep 1
+orph_main=$(provider_orphans)
+wait_orphans
+orph_left=$(provider_orphans)
 workers_after=$(workers | paste -sd' ' -)
 stats_after=$(worker_stats)
 calls=$(provider_calls)
@@ -433,6 +462,7 @@ if [ "$calls_start" -eq 0 ]; then
 else
     row "provider calls" "$calls (and $calls_start late warm-up calls, after the reset)"
 fi
+row "abandoned provider sockets" "$orph_warm after the warm-up, $orph_main after the run, $orph_left left after waiting"
 row "non-HIT requests, access log" "$nonhit_log (of which $aborted_log 499: in flight when wrk stopped)"
 row "non-HIT answers, wrk" "$nonhit_wrk"
 row "provider subrequests, nginx" "$sub_log, with $tries_log upstream tries"
