@@ -59,7 +59,20 @@ our $RepeatEach     = 1;
 our $NoRootLocation = 0;
 our $NoLongString   = 0;
 
-our $ServRoot = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT} || 't/servroot');
+our $Randomize      = $ENV{TEST_NGINX_RANDOMIZE};
+
+# TEST_NGINX_RANDOMIZE: like Test::Nginx, a free random port and a server
+# root of its own (t/servroot_<port>, removed at the end), so that test
+# files can run side by side
+if ($Randomize) {
+    $ServerPort = _lite_random_free_port();
+    die "NginxTestLite: cannot find a free port\n" if !defined $ServerPort;
+}
+
+our $ServRoot = $Randomize
+                ? File::Spec->rel2abs("t/servroot_$ServerPort")
+                : File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT}
+                                      || 't/servroot');
 $ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
 
 our $LogDir     = "$ServRoot/logs";
@@ -420,6 +433,19 @@ sub _lite_expand_env {
     return $text;
 }
 
+sub _lite_random_free_port {
+    for (1 .. 1000) {
+        my $port = int(rand 63547) + 1988;
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => $port, Proto => 'tcp',
+                                      Listen => 5, ReuseAddr => 1)
+            or next;
+        close $s;
+        return $port;
+    }
+    return undef;
+}
+
 sub _lite_rand_port {
     my $name = shift;
     my %used = ($ServerPort => 1, map { $_ => 1 } grep { defined } values %$RandPorts);
@@ -681,6 +707,10 @@ END {
         local $?;
         if (!$NoClean || $UseValgrind) {
             _lite_stop_nginx('END');
+
+            if ($Randomize && $ServRoot =~ m{/t/servroot_\d+\z}) {
+                remove_tree($ServRoot);
+            }
         }
     }
 }
