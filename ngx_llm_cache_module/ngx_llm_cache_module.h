@@ -40,7 +40,8 @@ typedef enum {
 
 
 typedef struct {
-    ngx_array_t                   *servers;   /* ngx_llm_cache_redis_server_t * */
+    /* of ngx_llm_cache_redis_server_t *, one per distinct llm_cache_redis */
+    ngx_array_t                   *servers;
 } ngx_llm_cache_main_conf_t;
 
 

@@ -86,6 +86,7 @@ struct ngx_llm_cache_redis_server_s {
 
     /* the circuit breaker */
     ngx_uint_t                     fails;
+    ngx_msec_t                     failed_at;
     ngx_msec_t                     retry_at;
     unsigned                       tripped:1;
     unsigned                       probing:1;
@@ -120,7 +121,8 @@ static void ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac,
 static void ngx_llm_cache_redis_name_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_llm_cache_redis_conn_t *ngx_llm_cache_redis_pick(
-    ngx_llm_cache_redis_server_t *s, ngx_log_t *log, const char *what);
+    ngx_llm_cache_redis_server_t *s, ngx_log_t *log, const char *what,
+    ngx_uint_t probe);
 static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
     ngx_llm_cache_redis_conn_t *rc, const char *what, ngx_msec_t timeout,
     ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log,
@@ -128,9 +130,11 @@ static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
 static void ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_llm_cache_redis_op_timeout(ngx_event_t *ev);
-static void ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s);
+static void ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s,
+    ngx_llm_cache_redis_op_t *op);
 static void ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
-    ngx_log_t *log, const char *what, const char *detail);
+    ngx_llm_cache_redis_op_t *op, ngx_log_t *log, const char *what,
+    const char *detail);
 static void ngx_llm_cache_redis_log_failure(ngx_llm_cache_redis_server_t *s,
     ngx_log_t *log, const char *what, const char *detail);
 
@@ -470,14 +474,15 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
     }
 
     if (ac == NULL) {
-        ngx_llm_cache_redis_failed(s, s->log, "connect failed",
+        ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
                                    "out of memory");
         ngx_llm_cache_redis_schedule(rc);
         return;
     }
 
     if (ac->err) {
-        ngx_llm_cache_redis_failed(s, s->log, "connect failed", ac->errstr);
+        ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
+                                   ac->errstr);
         redisAsyncFree(ac);
         ngx_llm_cache_redis_schedule(rc);
         return;
@@ -661,7 +666,7 @@ ngx_llm_cache_redis_write_handler(ngx_event_t *wev)
 
     if (wev->timedout) {
         wev->timedout = 0;
-        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
                                    "connect failed", "timed out");
         redisAsyncFree(rc->ac);
         return;
@@ -795,7 +800,7 @@ ngx_llm_cache_redis_on_connect(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK) {
         /* hiredis frees the context right after this */
-        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
                                    "connect failed", ac->errstr);
         return;
     }
@@ -816,7 +821,7 @@ ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac, int status)
     ngx_llm_cache_redis_conn_t  *rc = ac->data;
 
     if (status != REDIS_OK && !rc->closing) {
-        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
                                    "connection lost", ac->errstr);
     }
 }
@@ -836,7 +841,7 @@ ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
 
     if (rr->type == REDIS_REPLY_ERROR) {
         /* AUTH or SELECT refused: never log the command, it has secrets */
-        ngx_llm_cache_redis_failed(rc->server, rc->server->log,
+        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
                                    "refused the connection setup", rr->str);
         redisAsyncFree(ac);
         return;
@@ -874,7 +879,7 @@ ngx_llm_cache_redis_name_reply(redisAsyncContext *ac, void *reply,
 
 static ngx_llm_cache_redis_conn_t *
 ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
-    const char *what)
+    const char *what, ngx_uint_t probe)
 {
     ngx_uint_t                   i, n;
     ngx_llm_cache_redis_conn_t  *rc, *best;
@@ -884,8 +889,10 @@ ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
     }
 
     if (s->tripped) {
+        /* only a command with a timeout may probe: its answer will come */
+
         if ((ngx_msec_int_t) (ngx_current_msec - s->retry_at) < 0
-            || s->probing)
+            || s->probing || !probe)
         {
             ngx_llm_cache_redis_log_failure(s, log, what,
                                             "not used after repeated "
@@ -942,6 +949,8 @@ ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
     op->conn = rc;
     op->log = log;
     op->what = what;
+    op->sent = ngx_current_msec;
+    op->probe = rc->server->tripped;
 
     if (redisAsyncCommandArgv(rc->ac, ngx_llm_cache_redis_reply, op, argc,
                               argv, argvlen)
@@ -997,7 +1006,7 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     } else if (rr->type == REDIS_REPLY_ERROR) {
         rc = NGX_ERROR;
-        ngx_llm_cache_redis_failed(s, s->log, op->what, rr->str);
+        ngx_llm_cache_redis_failed(s, op, s->log, op->what, rr->str);
 
     } else {
         rc = NGX_OK;
@@ -1013,7 +1022,7 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     /* a reply that came too late shows a slow server, not a good one */
 
     if (rc != NGX_ERROR && !op->timed_out) {
-        ngx_llm_cache_redis_succeeded(s);
+        ngx_llm_cache_redis_succeeded(s, op);
     }
 
     if (op->handler && !s->exiting) {
@@ -1033,7 +1042,7 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
 
     ngx_llm_cache_redis_handler_pt  handler;
 
-    ngx_llm_cache_redis_failed(op->conn->server, op->log, "timed out",
+    ngx_llm_cache_redis_failed(op->conn->server, op, op->log, "timed out",
                                "no reply within llm_cache_redis_timeout");
 
     handler = op->handler;
@@ -1072,7 +1081,7 @@ ngx_llm_cache_redis_get(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     size_t                       argvlen[2];
     ngx_llm_cache_redis_conn_t  *rc;
 
-    rc = ngx_llm_cache_redis_pick(s, log, "GET failed");
+    rc = ngx_llm_cache_redis_pick(s, log, "GET failed", 1);
     if (rc == NULL) {
         return NULL;
     }
@@ -1099,7 +1108,7 @@ ngx_llm_cache_redis_lock(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     size_t                       argvlen[6];
     ngx_llm_cache_redis_conn_t  *rc;
 
-    rc = ngx_llm_cache_redis_pick(s, log, "lock failed");
+    rc = ngx_llm_cache_redis_pick(s, log, "lock failed", 1);
     if (rc == NULL) {
         return NULL;
     }
@@ -1137,7 +1146,7 @@ ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     size_t                       argvlen[5];
     ngx_llm_cache_redis_conn_t  *rc;
 
-    rc = ngx_llm_cache_redis_pick(s, s->log, "SET failed");
+    rc = ngx_llm_cache_redis_pick(s, s->log, "SET failed", 0);
     if (rc == NULL) {
         return NGX_DECLINED;
     }
@@ -1188,7 +1197,7 @@ ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *s, ngx_str_t *lock,
     size_t                       argvlen[5];
     ngx_llm_cache_redis_conn_t  *rc;
 
-    rc = ngx_llm_cache_redis_pick(s, s->log, "unlock failed");
+    rc = ngx_llm_cache_redis_pick(s, s->log, "unlock failed", 0);
     if (rc == NULL) {
         /* the lock expires by itself */
         return;
@@ -1211,8 +1220,14 @@ ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *s, ngx_str_t *lock,
 
 
 static void
-ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s)
+ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s,
+    ngx_llm_cache_redis_op_t *op)
 {
+    if (s->tripped && !op->probe) {
+        /* sent before the breaker opened: only the probe may close it */
+        return;
+    }
+
     s->fails = 0;
 
     if (s->tripped) {
@@ -1226,16 +1241,30 @@ ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s)
 }
 
 
-/* the circuit breaker counts failures in a row and opens at max_fails */
+/*
+ * The circuit breaker counts failures in a row and opens at max_fails.
+ * Commands that were already on their way when a failure was counted
+ * fail with it, as one incident: a stall that times out every pipelined
+ * GET at once is one failure, not one per request in flight.
+ */
 
 static void
-ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
-    const char *what, const char *detail)
+ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
+    ngx_llm_cache_redis_op_t *op, ngx_log_t *log, const char *what,
+    const char *detail)
 {
-    s->fails++;
+    ngx_llm_cache_redis_log_failure(s, log, what, detail);
+
     s->was_down = 1;
 
-    ngx_llm_cache_redis_log_failure(s, log, what, detail);
+    if (op && s->fails
+        && (ngx_msec_int_t) (op->sent - s->failed_at) <= 0)
+    {
+        return;
+    }
+
+    s->fails++;
+    s->failed_at = ngx_current_msec;
 
     if (s->max_fails == 0 || s->fails < s->max_fails) {
         return;

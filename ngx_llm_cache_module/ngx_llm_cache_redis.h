@@ -38,7 +38,9 @@ typedef struct {
     ngx_log_t                       *log;
     ngx_event_t                      timer;
     const char                      *what;
+    ngx_msec_t                       sent;
     unsigned                         timed_out:1;
+    unsigned                         probe:1;
 } ngx_llm_cache_redis_op_t;
 
 
