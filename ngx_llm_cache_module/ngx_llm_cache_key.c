@@ -41,6 +41,8 @@ static void ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
     ngx_str_t *value);
 static ngx_int_t ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
     ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h, ngx_str_t *error);
+static void ngx_llm_cache_hash_headers(ngx_http_request_t *r,
+    ngx_llm_cache_hash_t *h, ngx_str_t *names);
 
 
 static ngx_str_t  ngx_llm_cache_credential_headers[] = {
@@ -48,6 +50,16 @@ static ngx_str_t  ngx_llm_cache_credential_headers[] = {
     ngx_string("x-api-key"),                 /* Anthropic */
     ngx_string("api-key"),                   /* Azure OpenAI */
     ngx_string("x-goog-api-key"),            /* Gemini */
+    ngx_null_string
+};
+
+
+/* they change what the provider answers: part of the key when sent */
+
+static ngx_str_t  ngx_llm_cache_version_headers[] = {
+    ngx_string("anthropic-version"),
+    ngx_string("anthropic-beta"),
+    ngx_string("openai-beta"),
     ngx_null_string
 };
 
@@ -141,6 +153,8 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
         if (r->args.len) {
             ngx_llm_cache_hash_field(h, "args", &r->args);
         }
+
+        ngx_llm_cache_hash_headers(r, h, ngx_llm_cache_version_headers);
 
         ngx_llm_cache_hash_write(h, (u_char *) "body=", 5);
 
@@ -366,10 +380,7 @@ static ngx_int_t
 ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
     ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h, ngx_str_t *error)
 {
-    ngx_str_t         value, *name;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *header;
+    ngx_str_t  value;
 
     if (lcf->namespace) {
         if (ngx_http_complex_value(r, lcf->namespace, &value) != NGX_OK) {
@@ -384,6 +395,23 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
         ngx_llm_cache_hash_field(h, "namespace", &value);
         return NGX_OK;
     }
+
+    ngx_llm_cache_hash_headers(r, h, ngx_llm_cache_credential_headers);
+
+    return NGX_OK;
+}
+
+
+/* each header of the list the request has, by name, in request order */
+
+static void
+ngx_llm_cache_hash_headers(ngx_http_request_t *r, ngx_llm_cache_hash_t *h,
+    ngx_str_t *names)
+{
+    ngx_str_t        *name;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *header;
 
     part = &r->headers_in.headers.part;
     header = part->elts;
@@ -400,7 +428,7 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
             i = 0;
         }
 
-        for (name = ngx_llm_cache_credential_headers; name->len; name++) {
+        for (name = names; name->len; name++) {
             if (header[i].key.len == name->len
                 && ngx_strncasecmp(header[i].key.data, name->data, name->len)
                    == 0)
@@ -410,6 +438,4 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
             }
         }
     }
-
-    return NGX_OK;
 }

@@ -522,3 +522,24 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
 ["", "", "Age: [23]\nX-Age: [23]"]
 --- response_body eval
 [$::chat_answer_1, "ok\n", $::chat_answer_1]
+
+
+
+=== TEST 27: API version and beta headers are part of the key; absent, the key is the plain one
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers eval
+["anthropic-version: 2023-06-01", "anthropic-version: 2023-01-01",
+ "Anthropic-Version: 2023-06-01", "anthropic-version: 2023-06-01\nanthropic-beta: tools-2024",
+ "OpenAI-Beta: assistants=v2", "", "", ""]
+--- request eval
+[("POST /v1/messages\n$::chat") x 7, "GET /__stats"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT",
+ "X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "X-LLM-Cache: MISS",
+ "X-LLM-Cache: HIT", ""]
+--- response_body_like eval
+["fake-1", "fake-2", "fake-1", "fake-3", "fake-4", "fake-5", "fake-5",
+ "^calls=5\n"]
