@@ -11,8 +11,10 @@ packages=(
     # test: Test::Nginx's dependencies (the fallback runner uses them too)
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     liblist-moreutils-perl libwww-perl libipc-run-perl
-    # benchmark, memory checks
-    wrk valgrind
+    # benchmark, memory checks, the fuzzer (libFuzzer, ASan, UBSan)
+    wrk valgrind clang-14 libclang-rt-14-dev
+    # fetching openresty's Test::Nginx in CI, when GitHub can be reached
+    git ca-certificates
 )
 
 if [ "${1:-}" = "--list" ]; then
