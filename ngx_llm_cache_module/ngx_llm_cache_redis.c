@@ -100,6 +100,8 @@ struct ngx_llm_cache_redis_server_s {
 
 static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
     ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n);
+static ngx_msec_t ngx_llm_cache_redis_parse_msec(ngx_str_t *value,
+    size_t prefix);
 static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc);
@@ -127,6 +129,8 @@ static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
     ngx_llm_cache_redis_conn_t *rc, const char *what, ngx_msec_t timeout,
     ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log,
     int argc, const char **argv, const size_t *argvlen);
+static void ngx_llm_cache_redis_send_unlock(ngx_llm_cache_redis_conn_t *rc,
+    ngx_str_t *lock, ngx_str_t *token);
 static void ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_llm_cache_redis_op_timeout(ngx_event_t *ev);
@@ -207,9 +211,8 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 {
     u_char                        *p;
     ngx_int_t                      db, num;
-    ngx_str_t                      s, addr;
+    ngx_str_t                      addr;
     ngx_url_t                      u;
-    ngx_msec_t                     ms;
     ngx_uint_t                     i;
     ngx_llm_cache_redis_server_t  *server;
 
@@ -284,28 +287,22 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
         }
 
         if (ngx_strncmp(value[i].data, "fail_timeout=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            server->fail_timeout = ngx_llm_cache_redis_parse_msec(&value[i],
+                                                                  13);
+            if (server->fail_timeout == (ngx_msec_t) NGX_ERROR) {
                 goto invalid;
             }
 
-            server->fail_timeout = ms;
             continue;
         }
 
         if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            s.data = value[i].data + 16;
-            s.len = value[i].len - 16;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            server->connect_timeout = ngx_llm_cache_redis_parse_msec(
+                                                               &value[i], 16);
+            if (server->connect_timeout == (ngx_msec_t) NGX_ERROR) {
                 goto invalid;
             }
 
-            server->connect_timeout = ms;
             continue;
         }
 
@@ -377,6 +374,23 @@ invalid:
                        "invalid parameter \"%V\" in \"llm_cache_redis\"",
                        &value[i]);
     return NULL;
+}
+
+
+/* "name=time" after the prefix: a time over 0, or NGX_ERROR */
+
+static ngx_msec_t
+ngx_llm_cache_redis_parse_msec(ngx_str_t *value, size_t prefix)
+{
+    ngx_str_t   s;
+    ngx_msec_t  ms;
+
+    s.data = value->data + prefix;
+    s.len = value->len - prefix;
+
+    ms = ngx_parse_time(&s, 0);
+
+    return ms == 0 ? (ngx_msec_t) NGX_ERROR : ms;
 }
 
 
@@ -1170,19 +1184,7 @@ ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     }
 
     if (lock && lock->len) {
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = NGX_LLM_CACHE_REDIS_UNLOCK;
-        argvlen[1] = sizeof(NGX_LLM_CACHE_REDIS_UNLOCK) - 1;
-        argv[2] = "1";
-        argvlen[2] = 1;
-        argv[3] = (const char *) lock->data;
-        argvlen[3] = lock->len;
-        argv[4] = (const char *) token->data;
-        argvlen[4] = token->len;
-
-        (void) ngx_llm_cache_redis_send(rc, "unlock failed", 0, NULL, NULL,
-                                        s->log, 5, argv, argvlen);
+        ngx_llm_cache_redis_send_unlock(rc, lock, token);
     }
 
     return NGX_OK;
@@ -1193,8 +1195,6 @@ void
 ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *s, ngx_str_t *lock,
     ngx_str_t *token)
 {
-    const char                  *argv[5];
-    size_t                       argvlen[5];
     ngx_llm_cache_redis_conn_t  *rc;
 
     rc = ngx_llm_cache_redis_pick(s, s->log, "unlock failed", 0);
@@ -1202,6 +1202,17 @@ ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *s, ngx_str_t *lock,
         /* the lock expires by itself */
         return;
     }
+
+    ngx_llm_cache_redis_send_unlock(rc, lock, token);
+}
+
+
+static void
+ngx_llm_cache_redis_send_unlock(ngx_llm_cache_redis_conn_t *rc,
+    ngx_str_t *lock, ngx_str_t *token)
+{
+    const char  *argv[5];
+    size_t       argvlen[5];
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
@@ -1215,7 +1226,7 @@ ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *s, ngx_str_t *lock,
     argvlen[4] = token->len;
 
     (void) ngx_llm_cache_redis_send(rc, "unlock failed", 0, NULL, NULL,
-                                    s->log, 5, argv, argvlen);
+                                    rc->server->log, 5, argv, argvlen);
 }
 
 
