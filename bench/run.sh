@@ -95,12 +95,15 @@ sleep 0.5
 # warm the two caches
 for u in hit pcache; do
     curl -s -o /dev/null -X POST -H 'Authorization: Bearer sk-bench' \
+        -H 'Content-Type: application/json' \
         --data-binary @"$body" "http://127.0.0.1:$nport/$u"
     curl -s -o /dev/null -X POST -H 'Authorization: Bearer sk-bench' \
+        -H 'Content-Type: application/json' \
         --data-binary @"$body" "http://127.0.0.1:$nport/$u"
 done
 st=$(curl -s -o /dev/null -w '%header{x-llm-cache}' -X POST \
-     -H 'Authorization: Bearer sk-bench' --data-binary @"$body" \
+     -H 'Authorization: Bearer sk-bench' -H 'Content-Type: application/json' \
+     --data-binary @"$body" \
      "http://127.0.0.1:$nport/hit")
 [ "$st" = HIT ] || { echo "bench: /hit is not a hit ($st)" >&2; exit 1; }
 
