@@ -754,6 +754,11 @@ ngx_llm_cache_json_canonical_number(ngx_pool_t *pool, u_char *s, size_t len,
         return NGX_OK;
     }
 
+    /* what is written must read back: 10e999999999 is 1e1000000000 */
+    if (exp10 > 999999999 || exp10 < -999999999) {
+        return NGX_DECLINED;
+    }
+
     n = last - first;
 
     ngx_memmove(digits + neg, first, n);
