@@ -61,6 +61,7 @@ struct ngx_llm_cache_json_parser_s {
     ngx_llm_cache_json_t          *root;
     ngx_llm_cache_json_t          *stack[NGX_LLM_CACHE_JSON_MAX_DEPTH];
     ngx_uint_t                     depth;
+    ngx_uint_t                     nvalues;
     ngx_str_t                      name;
     char                          *declined;   /* why it is not cacheable */
     char                          *invalid;    /* why it is not JSON */
@@ -471,6 +472,13 @@ ngx_llm_cache_json_add(ngx_llm_cache_json_parser_t *parser,
     ngx_llm_cache_json_t  *node, *parent;
 
     if (parser->declined) {
+        return NGX_DECLINED;
+    }
+
+    /* a tree node costs ~100 bytes: 1 MB of "0," must not cost 50 MB */
+
+    if (++parser->nvalues > NGX_LLM_CACHE_JSON_MAX_VALUES) {
+        parser->declined = "more than 100000 values";
         return NGX_DECLINED;
     }
 

@@ -19,6 +19,7 @@
 
 #define NGX_LLM_CACHE_JSON_MAX_DEPTH       128
 #define NGX_LLM_CACHE_JSON_MAX_KEY_LEN     1024
+#define NGX_LLM_CACHE_JSON_MAX_VALUES      100000
 
 /* ngx_llm_cache_json_parse() return code: the body is not valid JSON */
 #define NGX_LLM_CACHE_JSON_INVALID         -100

@@ -404,6 +404,30 @@ llm_cache: request not cached: number exponent out of range
 
 
 
+=== TEST 12b: more than 100000 values: passed through uncached, so no body can make the tree cost tens of MB
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_max_body_size 2m;
+        client_max_body_size 2m;
+        client_body_buffer_size 2m;
+    }
+--- request eval
+['POST /v1/chat/completions' . "\n" . '{"model":"m","input":[' . join(',', (0) x 99998) . ']}',
+ 'POST /v1/chat/completions' . "\n" . '{"model":"m","input":[' . join(',', (0) x 99998) . ']}',
+ 'POST /v1/chat/completions' . "\n" . '{"model":"m","input":[' . join(',', (0) x 99997) . ']}',
+ 'POST /v1/chat/completions' . "\n" . '{"model":"m","input":[' . join(',', (0) x 99997) . ']}',
+ "GET /__stats"]
+--- response_headers eval
+["X-LLM-Cache: BYPASS", "X-LLM-Cache: BYPASS", "X-LLM-Cache: MISS",
+ "X-LLM-Cache: HIT", ""]
+--- response_body_like eval
+['fake-1', 'fake-2', 'fake-3', 'fake-3', '\Acalls=3\n\z']
+--- error_log
+llm_cache: request not cached: more than 100000 values
+
+
+
 === TEST 13: duplicate member names anywhere, however they are spelled
 Inside a member left out of the key (metadata) they do not matter.
 --- config
