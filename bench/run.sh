@@ -55,7 +55,7 @@ http {
     proxy_cache_path $dir/cache keys_zone=pc:10m;
     geo \$dollar { default "\$"; }
     upstream llm_provider { server 127.0.0.1:$pport; keepalive 64; }
-    llm_cache_redis 127.0.0.1:$rport;
+    llm_cache_redis 127.0.0.1:$rport ${BENCH_REDIS_ARGS:-};
     server {
         listen 127.0.0.1:$nport;
         location = /return {

@@ -8,8 +8,8 @@
 /*
  * hiredis's async API driven by nginx's event loop.  Every worker keeps a
  * small pool of keep-alive connections to each configured server; commands
- * go to the ready connection with the fewest replies outstanding, so they
- * pipeline.  Each fd is registered as a level-triggered nginx connection
+ * pipeline on the first ready one and spill over to the others when it is
+ * busy or lost.  Each fd is registered as a level-triggered nginx connection
  * (hiredis reads at most 16 KiB a call), nginx timers give the connect and
  * command timeouts and the jittered reconnect backoff.  After max_fails
  * failures in a row the server is left alone for fail_timeout (requests
@@ -34,6 +34,9 @@
 #define NGX_LLM_CACHE_REDIS_BACKOFF_MAX    5000
 #define NGX_LLM_CACHE_REDIS_LOG_INTERVAL   5
 #define NGX_LLM_CACHE_REDIS_POOL_MAX       64
+
+/* replies outstanding on a connection before the next one is used */
+#define NGX_LLM_CACHE_REDIS_PIPELINE       64
 
 /* reads per read event: 64 x 16 KiB, so multi-MiB replies keep moving */
 #define NGX_LLM_CACHE_REDIS_READS          64
@@ -81,7 +84,6 @@ struct ngx_llm_cache_redis_server_s {
 
     /* the worker's side */
     ngx_llm_cache_redis_conn_t    *conns;
-    ngx_uint_t                     next;
     ngx_log_t                     *log;
 
     /* the circuit breaker */
@@ -653,15 +655,21 @@ ngx_llm_cache_redis_read_handler(ngx_event_t *rev)
     ac = rc->ac;
 
     /*
-     * hiredis reads 16 KiB a call; keep reading while the socket has
-     * more, or a large reply would take one event loop turn per 16 KiB.
-     * A call may free the context (and the connection): check first.
+     * hiredis reads 16 KiB a call; while a reply is only partly in, keep
+     * reading what the socket has, or a large reply would take one event
+     * loop turn per 16 KiB.  Complete replies (the usual case) cost no
+     * extra system call.  A call may free the context (and the
+     * connection): check first.
      */
 
     for (n = 0; n < NGX_LLM_CACHE_REDIS_READS; n++) {
         redisAsyncHandleRead(ac);
 
         if (rc->ac != ac || ac->c.fd == -1) {
+            return;
+        }
+
+        if (ac->c.reader->pos == ac->c.reader->len) {
             return;
         }
 
@@ -886,16 +894,19 @@ ngx_llm_cache_redis_name_reply(redisAsyncContext *ac, void *reply,
 
 
 /*
- * The ready connection with the fewest replies outstanding, the next one
- * in turn on a tie; NULL (and a log line) when the server is not to be
- * used now.
+ * The first ready connection with fewer than NGX_LLM_CACHE_REDIS_PIPELINE
+ * replies outstanding, else the ready one with the fewest: commands pile
+ * onto one connection, so one write and one read carry many of them (two
+ * connections sharing the load halve the batching and cost a quarter of
+ * the hit rate), and the others take over when it is busy or lost.  NULL
+ * (and a log line) when the server is not to be used now.
  */
 
 static ngx_llm_cache_redis_conn_t *
 ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
     const char *what, ngx_uint_t probe)
 {
-    ngx_uint_t                   i, n;
+    ngx_uint_t                   i;
     ngx_llm_cache_redis_conn_t  *rc, *best;
 
     if (s->conns == NULL || s->exiting) {
@@ -918,11 +929,15 @@ ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
     best = NULL;
 
     for (i = 0; i < s->pool_size; i++) {
-        n = (s->next + i) % s->pool_size;
-        rc = &s->conns[n];
+        rc = &s->conns[i];
 
         if (rc->state != NGX_LLM_CACHE_REDIS_READY) {
             continue;
+        }
+
+        if (rc->pending < NGX_LLM_CACHE_REDIS_PIPELINE) {
+            best = rc;
+            break;
         }
 
         if (best == NULL || rc->pending < best->pending) {
@@ -934,8 +949,6 @@ ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
         ngx_llm_cache_redis_log_failure(s, log, what, "not connected");
         return NULL;
     }
-
-    s->next = (s->next + 1) % s->pool_size;
 
     if (s->tripped) {
         /* half open: this one command tells whether it is back */
