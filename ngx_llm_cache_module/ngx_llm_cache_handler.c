@@ -40,6 +40,7 @@ static ngx_int_t ngx_llm_cache_send_invalid(ngx_http_request_t *r,
 static void ngx_llm_cache_pass(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_status_e status,
     ngx_uint_t capture);
+static void ngx_llm_cache_wait_over(ngx_llm_cache_ctx_t *ctx);
 static ngx_int_t ngx_llm_cache_subrequest_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_llm_cache_finish(ngx_http_request_t *r);
@@ -389,6 +390,18 @@ ngx_llm_cache_wait_handler(ngx_event_t *ev)
 }
 
 
+/* for $llm_cache_lock_wait: how long the request waited, once it stops */
+
+static void
+ngx_llm_cache_wait_over(ngx_llm_cache_ctx_t *ctx)
+{
+    if (ctx->waited && !ctx->wait_over) {
+        ctx->wait_over = 1;
+        ctx->wait_time = ngx_current_msec - ctx->wait_start;
+    }
+}
+
+
 static void
 ngx_llm_cache_cleanup(void *data)
 {
@@ -437,6 +450,8 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     {
         return NGX_DECLINED;
     }
+
+    ngx_llm_cache_wait_over(ctx);
 
     ctx->status = ctx->waited ? NGX_LLM_CACHE_STATUS_HIT_WAITED
                               : NGX_LLM_CACHE_STATUS_HIT;
@@ -574,6 +589,8 @@ ngx_llm_cache_pass(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     ngx_http_post_subrequest_t   *psr;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    ngx_llm_cache_wait_over(ctx);
 
     ctx->status = status;
 

@@ -89,6 +89,7 @@ typedef struct {
     ngx_event_t                    wait_timer;
     ngx_msec_t                     wait_start;
     ngx_msec_t                     wait_delay;
+    ngx_msec_t                     wait_time;     /* when it stopped */
 
     /* what passed the body filter of the provider subrequest */
     ngx_chain_t                   *captured;
@@ -106,6 +107,7 @@ typedef struct {
     unsigned                       has_age:1;
     unsigned                       lock_held:1;
     unsigned                       waited:1;
+    unsigned                       wait_over:1;
 } ngx_llm_cache_ctx_t;
 
 

@@ -18,6 +18,8 @@ static ngx_int_t ngx_llm_cache_variable_str(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_llm_cache_variable_age(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_llm_cache_variable_lock_wait(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_llm_cache_variables[] = {
@@ -33,6 +35,9 @@ static ngx_http_variable_t  ngx_llm_cache_variables[] = {
 
     { ngx_string("llm_cache_age"), NULL, ngx_llm_cache_variable_age,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_cache_lock_wait"), NULL,
+      ngx_llm_cache_variable_lock_wait, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -144,6 +149,35 @@ ngx_llm_cache_variable_age(ngx_http_request_t *r,
     }
 
     s.len = ngx_sprintf(s.data, "%T", ctx->age) - s.data;
+
+    return ngx_llm_cache_variable_set(v, &s);
+}
+
+
+/* seconds with milliseconds, as $upstream_response_time */
+
+static ngx_int_t
+ngx_llm_cache_variable_lock_wait(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t             s;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_llm_cache_variable_ctx(r);
+
+    if (ctx == NULL || !ctx->wait_over) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN + 4);
+    if (s.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    s.len = ngx_sprintf(s.data, "%T.%03M", (time_t) (ctx->wait_time / 1000),
+                        ctx->wait_time % 1000)
+            - s.data;
 
     return ngx_llm_cache_variable_set(v, &s);
 }

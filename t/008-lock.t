@@ -176,3 +176,22 @@ Content-Type: application/json
 --- must_die
 --- error_log
 "llm_cache_lock_timeout" must be more than 0
+
+
+
+=== TEST 10: $llm_cache_lock_wait: how long a request waited, only for those that did
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_lock on;
+        add_header X-Lock-Wait $llm_cache_lock_wait always;
+    }
+--- more_headers
+Content-Type: application/json
+X-Fake-Delay: 800
+--- request eval
+["POST /__fire?n=3&gap=150\n$::chat", "GET /__stats"]
+--- response_body_like eval
+["\\A(?!.*cache=MISS sha256=\\w+ wait)(?:.*?cache=HIT_WAITED sha256=\\w+ wait=0\\.[1-9]\\d\\d\n){2}.*HIT_WAITED=2 MISS=1\nbodies=1\n\\z",
+ "^calls=1\n\\z"]
+--- timeout: 20

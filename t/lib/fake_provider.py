@@ -387,6 +387,8 @@ class Handler(BaseHTTPRequestHandler):
                 results[i] = "status=%d cache=%s sha256=%s" % (
                     resp.status, resp.getheader("X-LLM-Cache", "-"),
                     hashlib.sha256(data).hexdigest()[:16])
+                if resp.getheader("X-Lock-Wait"):
+                    results[i] += " wait=%s" % resp.getheader("X-Lock-Wait")
             except (OSError, http.client.HTTPException) as e:
                 results[i] = "error=%s" % type(e).__name__
             finally:
@@ -410,7 +412,8 @@ class Handler(BaseHTTPRequestHandler):
             m = re.search(r"cache=(\S+)", r or "")
             k = m.group(1) if m else "none"
             counts[k] = counts.get(k, 0) + 1
-        digests = {r.rpartition("sha256=")[2] for r in results if r}
+        digests = {re.search(r"sha256=(\w+)", r).group(1)
+                   for r in results if r and "sha256=" in r}
         out = "".join("client %d %s\n" % (i, r) for i, r in enumerate(results))
         out += " ".join("%s=%d" % kv for kv in sorted(counts.items()))
         out += "\nbodies=%d\n" % len(digests)
