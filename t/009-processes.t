@@ -66,13 +66,14 @@ sub post {
 
 sub post_to {
     my ($p, %h) = @_;
+    my $body = delete $h{-body} // $chat;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,
                                   Proto => 'tcp', Timeout => 10)
         or return (0, '', '');
     my $extra = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
     print $s "POST /v1/chat/completions HTTP/1.0\r\nHost: t\r\n"
              . "Content-Type: application/json\r\n$extra"
-             . 'Content-Length: ' . length($chat) . "\r\n\r\n$chat";
+             . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
     local $/;
     my $resp = <$s> // '';
     close $s;
@@ -221,6 +222,46 @@ for my $round (1 .. 3) {
     system($nginx, '-p', $dir_b, '-c', "$dir_b/nginx.conf", '-s', 'quit');
     ok(wait_until(sub { gone($master_b) }, 10), 'gateway B exits');
     ok(wait_until(sub { clients() == 4 }, 5), "gateway B's connections close");
+}
+
+# A leader whose client leaves mid-stream frees the lock at once: the
+# waiter takes over (MISS_WAITED) instead of waiting out the lock timeout.
+{
+    my $stream = LLMCacheTest::request_body('openai/chat-request-stream.json');
+    my %auth = ('Authorization' => 'Bearer sk-leader-leaves', -body => $stream);
+    my $leader = fork();
+    die "fork: $!" if !defined $leader;
+    if ($leader == 0) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp',
+                                      Timeout => 10) or exit 1;
+        print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+                 . "Content-Type: application/json\r\n"
+                 . "Authorization: Bearer sk-leader-leaves\r\n"
+                 . "X-Fake-Event-Delay: 300\r\n"
+                 . 'Content-Length: ' . length($stream) . "\r\n\r\n$stream";
+        my $got = '';
+        while ($got !~ /data:/) {
+            my $n = sysread($s, $got, 4096, length $got);
+            exit 1 if !$n;
+        }
+        sleep 0.6;
+        close $s;    # gone mid-stream
+        exit($got =~ /X-LLM-Cache: MISS\r\n/ ? 0 : 1);
+    }
+    sleep 0.3;
+    my $t0 = time;
+    my ($st, $c, $r) = post(%auth);
+    my $waited = time - $t0;
+    waitpid($leader, 0);
+    is($? >> 8, 0, 'the leader streams, then its client leaves');
+    is("$st $c", '200 MISS_WAITED',
+       'the waiter takes over as soon as the leader is gone');
+    ok($waited < 5, "not after llm_cache_lock_timeout (10s) but when the "
+       . "leader left (waited ${\ sprintf '%.1f', $waited} s)");
+    like($r, qr/data: \[DONE\]/, "the waiter's stream is whole");
+    my ($st2, $c2, $r2) = post(%auth);
+    is("$st2 $c2", '200 HIT', "the waiter's answer was stored");
 }
 
 # a miss in flight (another credential, so another key; the provider takes
