@@ -278,55 +278,21 @@ sub _slurp {
     return $data;
 }
 
-sub _start_redis {
+# A redis-server on a free port with these extra arguments, answering PING
+# (after AUTH with $password, if given); returns (port, pid).
+sub _spawn_redis {
+    my ($name, $password, @args) = @_;
     my $server = _find_in_path('redis-server')
         or die "redis-server not found in PATH\n";
 
-    my $log = "$TmpDir/redis.log";
+    my $log = "$TmpDir/$name.log";
     for my $attempt (1 .. 5) {
         my $port = _free_port();
         my $pid = _spawn('redis-server', $log, undef, $server,
                          '--port', $port, '--bind', '127.0.0.1',
                          '--save', '', '--appendonly', 'no',
-                         '--dir', $TmpDir,
-                         '--unixsocket', "$TmpDir/redis.sock",
-                         '--unixsocketperm', '777');
-        my $deadline = time + 10;
-        while (time < $deadline) {
-            if (!_alive($pid)) {
-                delete $Children{$pid};
-                last;
-            }
-            my $pong = eval { $RedisPort = $port; redis_command('PING') };
-            if (defined $pong && $pong eq '+PONG') {
-                $RedisPid = $pid;
-                return;
-            }
-            sleep 0.05;
-        }
-        _kill_child($pid) if _alive($pid);
-        undef $RedisPort;
-    }
-    die "cannot start redis-server:\n" . _slurp($log);
-}
-
-# A second Redis that wants a password (default user) and knows an ACL user
-# limited to what the module needs, for the AUTH tests.
-sub _start_auth_redis {
-    my $server = _find_in_path('redis-server')
-        or die "redis-server not found in PATH\n";
-
-    my $log = "$TmpDir/redis-auth.log";
-    for my $attempt (1 .. 5) {
-        my $port = _free_port();
-        my $pid = _spawn('redis-server', $log, undef, $server,
-                         '--port', $port, '--bind', '127.0.0.1',
-                         '--save', '', '--appendonly', 'no',
-                         '--dir', $TmpDir, '--dbfilename', 'auth.rdb',
-                         '--requirepass', $RedisPassword,
-                         '--user', $RedisAclUser, 'on', ">$RedisAclPassword",
-                         '~llm:*', '-@all', '+get', '+set', '+eval', '+del',
-                         '+select', '+client|setname');
+                         '--dir', $TmpDir, '--dbfilename', "$name.rdb",
+                         @args);
         my $deadline = time + 10;
         while (time < $deadline) {
             if (!_alive($pid)) {
@@ -334,17 +300,32 @@ sub _start_auth_redis {
                 last;
             }
             my $pong = eval {
-                redis_commands_at($port, ['AUTH', $RedisPassword], ['PING']);
+                redis_commands_at($port,
+                                  (defined $password
+                                   ? (['AUTH', $password]) : ()),
+                                  ['PING']);
             };
-            if (defined $pong && $pong eq '+PONG') {
-                $RedisAuthPort = $port;
-                return;
-            }
+            return ($port, $pid) if defined $pong && $pong eq '+PONG';
             sleep 0.05;
         }
         _kill_child($pid) if _alive($pid);
     }
-    die "cannot start the password redis-server:\n" . _slurp($log);
+    die "cannot start redis-server ($name):\n" . _slurp($log);
+}
+
+sub _start_redis {
+    ($RedisPort, $RedisPid) = _spawn_redis('redis', undef,
+        '--unixsocket', "$TmpDir/redis.sock", '--unixsocketperm', '777');
+}
+
+# A second Redis that wants a password (default user) and knows an ACL user
+# limited to what the module needs, for the AUTH tests.
+sub _start_auth_redis {
+    ($RedisAuthPort) = _spawn_redis('redis-auth', $RedisPassword,
+        '--requirepass', $RedisPassword,
+        '--user', $RedisAclUser, 'on', ">$RedisAclPassword",
+        '~llm:*', '-@all', '+get', '+set', '+eval', '+del', '+select',
+        '+client|setname');
 }
 
 sub _start_provider {
