@@ -579,9 +579,18 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
         rc->setup_pending++;
     }
 
-    /* for CLIENT LIST; an ACL that forbids it is no reason to fail */
-    (void) redisAsyncCommand(ac, ngx_llm_cache_redis_name_reply, rc,
-                             "CLIENT SETNAME llm_cache");
+    /*
+     * For CLIENT LIST, and so that a connection is ready only once the
+     * server has answered something: a port that accepts and never
+     * answers, or answers garbage, never becomes ready.  An ACL that
+     * forbids the command is no reason to fail.
+     */
+    if (redisAsyncCommand(ac, ngx_llm_cache_redis_name_reply, rc,
+                          "CLIENT SETNAME llm_cache")
+        == REDIS_OK)
+    {
+        rc->setup_pending++;
+    }
 }
 
 
@@ -689,7 +698,8 @@ ngx_llm_cache_redis_write_handler(ngx_event_t *wev)
     if (wev->timedout) {
         wev->timedout = 0;
         ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
-                                   "connect failed", "timed out");
+                                   "connect failed",
+                                   "no answer within connect_timeout");
         redisAsyncFree(rc->ac);
         return;
     }
@@ -807,6 +817,10 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
     rc->state = NGX_LLM_CACHE_REDIS_READY;
     rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
+    if (rc->connection && rc->connection->write->timer_set) {
+        ngx_del_timer(rc->connection->write);
+    }
+
     if (s->was_down) {
         s->was_down = 0;
         ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
@@ -827,9 +841,7 @@ ngx_llm_cache_redis_on_connect(const redisAsyncContext *ac, int status)
         return;
     }
 
-    if (rc->connection && rc->connection->write->timer_set) {
-        ngx_del_timer(rc->connection->write);
-    }
+    /* the connect timer runs on until the set-up commands are answered */
 
     if (rc->setup_pending == 0) {
         ngx_llm_cache_redis_ready(rc);
@@ -885,10 +897,20 @@ ngx_llm_cache_redis_name_reply(redisAsyncContext *ac, void *reply,
 
     redisReply  *rr = reply;
 
-    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
+    if (rr == NULL) {
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
         ngx_log_debug1(NGX_LOG_DEBUG_CORE, rc->server->log, 0,
                        "llm_cache: redis CLIENT SETNAME refused: %s",
                        rr->str);
+    }
+
+    if (--rc->setup_pending == 0
+        && rc->state == NGX_LLM_CACHE_REDIS_CONNECTING)
+    {
+        ngx_llm_cache_redis_ready(rc);
     }
 }
 

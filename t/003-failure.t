@@ -37,24 +37,25 @@ qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" (connect failed|is not availa
 
 
 
-=== TEST 2: a Redis that never answers: fail open after llm_cache_redis_timeout
+=== TEST 2: a "Redis" that accepts and never answers: never ready, requests fail open at once, the connection is recycled
 --- http_config
-    llm_cache_redis 127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT;
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT connect_timeout=200ms max_fails=0;
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_redis_timeout 100ms;
     }
 --- request eval
-["POST /v1/chat/completions\n$::chat",
+["GET /__sleep?ms=500",
+ "POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
  "GET /__stats"]
 --- response_headers eval
-["X-LLM-Cache: ERROR", "X-LLM-Cache: ERROR", ""]
+["", "X-LLM-Cache: ERROR", "X-LLM-Cache: ERROR", ""]
 --- response_body eval
-[$::chat_answer_1, $::chat_answer_2, "calls=2\n"]
---- error_log
-timed out: no reply within llm_cache_redis_timeout
+["ok\n", $::chat_answer_1, $::chat_answer_2, "calls=2\n"]
+--- error_log eval
+qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" connect failed: no answer within connect_timeout/
 
 
 
@@ -257,3 +258,24 @@ provider response is not valid "text/event-stream", not stored
  LLMCacheTest::answer('openai/embeddings-response.json', 1),
  "POST /v1/embeddings length=" . length($::emb) . " sha256="
      . LLMCacheTest::sha256_hex($::emb) . "\n"]
+
+
+
+=== TEST 13: a "Redis" that answers garbage (an HTTP server): fail open, a clear line, no crash
+--- http_config
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_PROVIDER_PORT max_fails=0;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- request eval
+["GET /__sleep?ms=300",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /__stats"]
+--- response_headers_like eval
+["", "X-LLM-Cache: ERROR", "X-LLM-Cache: ERROR", ""]
+--- response_body eval
+["ok\n", $::chat_answer_1, $::chat_answer_2, "calls=2\n"]
+--- error_log eval
+qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" connection lost: Protocol error/

@@ -198,19 +198,19 @@ Content-Type: application/json
 
 === TEST 9: the breaker says so when it opens
 --- http_config
-    llm_cache_redis 127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT max_fails=1 fail_timeout=5s pool=1;
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT max_fails=1 fail_timeout=5s pool=1 connect_timeout=100ms;
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
-        llm_cache_redis_timeout 200ms;
     }
 --- request eval
-["POST /v1/chat/completions\n$::chat",
+["GET /__sleep?ms=400",
+ "POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
 --- response_headers_like eval
-["X-LLM-Cache: ERROR", "X-LLM-Cache: ERROR"]
+["", "X-LLM-Cache: ERROR", "X-LLM-Cache: ERROR"]
 --- response_body_like eval
-["fake-1", "fake-2"]
+["ok", "fake-1", "fake-2"]
 --- error_log eval
 qr/\[warn\] .*llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row, not used for 5000 ms/
 
