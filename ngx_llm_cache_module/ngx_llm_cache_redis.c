@@ -582,8 +582,9 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
     /*
      * For CLIENT LIST, and so that a connection is ready only once the
      * server has answered something: a port that accepts and never
-     * answers, or answers garbage, never becomes ready.  An ACL that
-     * forbids the command is no reason to fail.
+     * answers, or answers garbage, never becomes ready (and is recycled
+     * after connect_timeout).  An ACL that forbids it is no reason to
+     * fail.
      */
     if (redisAsyncCommand(ac, ngx_llm_cache_redis_name_reply, rc,
                           "CLIENT SETNAME llm_cache")
@@ -964,6 +965,21 @@ ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
 
         if (best == NULL || rc->pending < best->pending) {
             best = rc;
+        }
+    }
+
+    if (best == NULL) {
+        /*
+         * none ready: queue behind the set-up of one being opened (at
+         * start-up, after a reconnect); if it never answers, the command
+         * times out and the request fails open as with any slow server
+         */
+
+        for (i = 0; i < s->pool_size; i++) {
+            if (s->conns[i].state == NGX_LLM_CACHE_REDIS_CONNECTING) {
+                best = &s->conns[i];
+                break;
+            }
         }
     }
 
