@@ -66,7 +66,7 @@ compile() {
 
 # the code under test and the harness: sanitized and coverage-guided
 for src in "$module/ngx_llm_cache_json.c" "$module/ngx_llm_cache_key.c" \
-           "$here/fuzz_canonical.c"; do
+           "$module/ngx_llm_cache_header.c" "$here/fuzz_canonical.c"; do
     compile "$src" -fsanitize=fuzzer-no-link "${strict[@]}"
 done
 

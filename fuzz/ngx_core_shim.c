@@ -264,6 +264,21 @@ ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
 }
 
 
+/* as nginx: s2 is n + 1 bytes long; the first match in [s1, last) */
+
+u_char *
+ngx_strlcasestrn(u_char *s1, u_char *last, u_char *s2, size_t n)
+{
+    for ( /* void */ ; s1 + n < last; s1++) {
+        if (ngx_strncasecmp(s1, s2, n + 1) == 0) {
+            return s1;
+        }
+    }
+
+    return NULL;
+}
+
+
 ssize_t
 ngx_read_file(ngx_file_t *file, u_char *buf, size_t size, off_t offset)
 {

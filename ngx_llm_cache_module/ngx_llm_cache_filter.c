@@ -153,27 +153,6 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
 
 
 static ngx_uint_t
-ngx_llm_cache_header_is(ngx_str_t *s, char *name)
-{
-    size_t  len;
-
-    len = ngx_strlen(name);
-
-    return s->len == len && ngx_strncasecmp(s->data, (u_char *) name, len)
-                            == 0;
-}
-
-
-static ngx_uint_t
-ngx_llm_cache_header_has(ngx_str_t *s, char *token)
-{
-    return ngx_strlcasestrn(s->data, s->data + s->len, (u_char *) token,
-                            ngx_strlen(token) - 1)
-           != NULL;
-}
-
-
-static ngx_uint_t
 ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 {
     ngx_str_t                 *type, media;
@@ -188,15 +167,9 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return 0;
     }
 
-    /* the media type, without parameters such as charset */
-
     type = &sr->headers_out.content_type;
 
-    for (media.data = type->data, media.len = 0;
-         media.len < type->len && type->data[media.len] != ';'
-         && type->data[media.len] != ' ';
-         media.len++)
-    { /* void */ }
+    ngx_llm_cache_media_type(type, &media);
 
     ctx->provider_sse = ngx_llm_cache_header_is(&media, "text/event-stream");
 

@@ -205,34 +205,21 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
 static char *
 ngx_llm_cache_body_type(ngx_http_request_t *r)
 {
-    u_char           *p, *end;
-    size_t            len;
+    ngx_str_t         media, json;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
     if (r->headers_in.content_type) {
-        p = r->headers_in.content_type->value.data;
-        end = p + r->headers_in.content_type->value.len;
+        ngx_llm_cache_media_type(&r->headers_in.content_type->value, &media);
 
-        while (p < end && (*p == ' ' || *p == '\t')) {
-            p++;
-        }
+        ngx_str_set(&json, "+json");
 
-        for (len = 0; p + len < end; len++) {
-            if (p[len] == ';' || p[len] == ' ' || p[len] == '\t') {
-                break;
-            }
-        }
-
-        if (len
-            && !(len == sizeof("application/json") - 1
-                 && ngx_strncasecmp(p, (u_char *) "application/json", len)
-                    == 0)
-            && !(len > sizeof("+json") - 1
-                 && ngx_strncasecmp(p + len - (sizeof("+json") - 1),
-                                    (u_char *) "+json",
-                                    sizeof("+json") - 1)
+        if (media.len
+            && !ngx_llm_cache_header_is(&media, "application/json")
+            && !(media.len > json.len
+                 && ngx_strncasecmp(media.data + media.len - json.len,
+                                    json.data, json.len)
                     == 0))
         {
             return "the content type is not JSON";
@@ -254,14 +241,8 @@ ngx_llm_cache_body_type(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len == sizeof("Content-Encoding") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
-                               h[i].key.len)
-               == 0
-            && !(h[i].value.len == sizeof("identity") - 1
-                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity",
-                                    h[i].value.len)
-                    == 0))
+        if (ngx_llm_cache_header_is(&h[i].key, "Content-Encoding")
+            && !ngx_llm_cache_header_is(&h[i].value, "identity"))
         {
             return "the body has a content encoding";
         }

@@ -127,6 +127,11 @@ ngx_int_t ngx_llm_cache_set_status_header(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
 ngx_str_t *ngx_llm_cache_status_name(ngx_llm_cache_ctx_t *ctx);
 
+/* ngx_llm_cache_header.c */
+ngx_uint_t ngx_llm_cache_header_is(ngx_str_t *s, char *name);
+ngx_uint_t ngx_llm_cache_header_has(ngx_str_t *s, char *token);
+void ngx_llm_cache_media_type(ngx_str_t *type, ngx_str_t *media);
+
 /* ngx_llm_cache_variables.c */
 ngx_int_t ngx_llm_cache_add_variables(ngx_conf_t *cf);
 

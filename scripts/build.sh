@@ -27,12 +27,13 @@ fi
 # shellcheck disable=SC2206
 flags+=(${NGINX_CONFIGURE_FLAGS:-} "--add-dynamic-module=$repo")
 
-stamp="$src ${flags[*]}"
+# the addon script too: a source file added to it needs a new configure
+stamp="$src ${flags[*]} config:$(cksum < "$repo/config")"
 
 mkdir -p "$build"
 
 # configure writes into the tree: work on a copy, configured once per
-# source and flags, then rebuilt incrementally by make
+# source, flags and addon script, then rebuilt incrementally by make
 if [ ! -f "$tree/objs/Makefile" ] || [ "$(cat "$tree/.llm_cache_stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$tree"
     cp -a "$src" "$tree"
