@@ -40,7 +40,8 @@ static ngx_int_t ngx_llm_cache_send_invalid(ngx_http_request_t *r,
 static void ngx_llm_cache_pass(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_status_e status,
     ngx_uint_t capture);
-static void ngx_llm_cache_wait_over(ngx_llm_cache_ctx_t *ctx);
+static void ngx_llm_cache_set_status(ngx_llm_cache_ctx_t *ctx,
+    ngx_llm_cache_status_e status);
 static ngx_int_t ngx_llm_cache_subrequest_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_llm_cache_finish(ngx_http_request_t *r);
@@ -291,8 +292,7 @@ failed:
 
     /* no lock to be had: each miss goes on its own, as without the lock */
 
-    ngx_llm_cache_pass(r, ctx, ctx->waited ? NGX_LLM_CACHE_STATUS_MISS_WAITED
-                                           : NGX_LLM_CACHE_STATUS_MISS, 1);
+    ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS, 1);
 }
 
 
@@ -316,9 +316,7 @@ ngx_llm_cache_lock_done(void *data, ngx_int_t rc, ngx_str_t *value)
                        "llm_cache: took lock \"%V\"", &ctx->lock_key);
 
         ctx->lock_held = 1;
-        ngx_llm_cache_pass(r, ctx,
-                           ctx->waited ? NGX_LLM_CACHE_STATUS_MISS_WAITED
-                                       : NGX_LLM_CACHE_STATUS_MISS, 1);
+        ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS, 1);
         break;
 
     case NGX_DECLINED:
@@ -356,7 +354,7 @@ ngx_llm_cache_wait(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "llm_cache: waited llm_cache_lock_timeout for "
                       "another request's answer, going to the provider");
-        ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS_WAITED, 1);
+        ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS, 1);
         return;
     }
 
@@ -390,15 +388,30 @@ ngx_llm_cache_wait_handler(ngx_event_t *ev)
 }
 
 
-/* for $llm_cache_lock_wait: how long the request waited, once it stops */
+/*
+ * A request that waited on another's miss says so in its status, and
+ * $llm_cache_lock_wait says for how long
+ */
 
 static void
-ngx_llm_cache_wait_over(ngx_llm_cache_ctx_t *ctx)
+ngx_llm_cache_set_status(ngx_llm_cache_ctx_t *ctx,
+    ngx_llm_cache_status_e status)
 {
-    if (ctx->waited && !ctx->wait_over) {
-        ctx->wait_over = 1;
-        ctx->wait_time = ngx_current_msec - ctx->wait_start;
+    if (ctx->waited) {
+        if (!ctx->wait_over) {
+            ctx->wait_over = 1;
+            ctx->wait_time = ngx_current_msec - ctx->wait_start;
+        }
+
+        if (status == NGX_LLM_CACHE_STATUS_MISS) {
+            status = NGX_LLM_CACHE_STATUS_MISS_WAITED;
+
+        } else if (status == NGX_LLM_CACHE_STATUS_HIT) {
+            status = NGX_LLM_CACHE_STATUS_HIT_WAITED;
+        }
     }
+
+    ctx->status = status;
 }
 
 
@@ -451,10 +464,7 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    ngx_llm_cache_wait_over(ctx);
-
-    ctx->status = ctx->waited ? NGX_LLM_CACHE_STATUS_HIT_WAITED
-                              : NGX_LLM_CACHE_STATUS_HIT;
+    ngx_llm_cache_set_status(ctx, NGX_LLM_CACHE_STATUS_HIT);
     ctx->age = ngx_max(ngx_time() - created, 0);
     ctx->has_age = 1;
 
@@ -590,9 +600,7 @@ ngx_llm_cache_pass(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
-    ngx_llm_cache_wait_over(ctx);
-
-    ctx->status = status;
+    ngx_llm_cache_set_status(ctx, status);
 
     uri.len = lcf->pass.len + r->uri.len;
     uri.data = ngx_pnalloc(r->pool, uri.len);
