@@ -64,7 +64,6 @@ struct ngx_llm_cache_redis_conn_s {
     ngx_uint_t                     pending;    /* replies outstanding */
     ngx_event_t                    reconnect;
     ngx_msec_t                     backoff;
-    unsigned                       closing:1;
 };
 
 
@@ -453,7 +452,6 @@ ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
 
         for (j = 0; j < s[i]->pool_size; j++) {
             rc = &s[i]->conns[j];
-            rc->closing = 1;
 
             if (rc->reconnect.timer_set) {
                 ngx_del_timer(&rc->reconnect);
@@ -609,9 +607,7 @@ ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc)
     ngx_msec_t      delay;
     ngx_msec_int_t  wait;
 
-    if (rc->closing || s->exiting || ngx_exiting || ngx_terminate
-        || ngx_quit)
-    {
+    if (s->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
         return;
     }
 
@@ -640,7 +636,7 @@ ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev)
 {
     ngx_llm_cache_redis_conn_t  *rc = ev->data;
 
-    if (rc->ac == NULL && !rc->closing) {
+    if (rc->ac == NULL && !rc->server->exiting) {
         ngx_llm_cache_redis_connect(rc);
     }
 }
@@ -654,13 +650,6 @@ ngx_llm_cache_redis_read_handler(ngx_event_t *rev)
     redisAsyncContext           *ac;
     ngx_connection_t            *c = rev->data;
     ngx_llm_cache_redis_conn_t  *rc = c->data;
-
-    if (c->close) {
-        /* graceful shutdown or reload: outstanding commands fail open */
-        rc->closing = 1;
-        redisAsyncFree(rc->ac);
-        return;
-    }
 
     ac = rc->ac;
 
@@ -855,7 +844,7 @@ ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac, int status)
 {
     ngx_llm_cache_redis_conn_t  *rc = ac->data;
 
-    if (status != REDIS_OK && !rc->closing) {
+    if (status != REDIS_OK && !rc->server->exiting) {
         ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
                                    "connection lost", ac->errstr);
     }
