@@ -82,17 +82,13 @@ sub post_to {
     return ($status // 0, $cache // '', $resp);
 }
 
+# the module's Redis connections (they name themselves llm_cache)
 sub clients {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $LLMCacheTest::RedisPort,
-                                  Proto => 'tcp', Timeout => 5) or die;
-    print $s "*2\r\n\$6\r\nCLIENT\r\n\$4\r\nLIST\r\n";
-    my $len = <$s>;
-    $len =~ /^\$(\d+)/ or die "bad CLIENT LIST reply: $len";
-    my $data = '';
-    read($s, $data, $1);
-    close $s;
-    return scalar(() = $data =~ / name=llm_cache /g);
+    my ($status, $body) = LLMCacheTest::provider_request('GET',
+                                                         '/__redis/clients');
+    $body =~ /^llm_cache clients=(\d+)$/m
+        or die "bad /__redis/clients answer: $status $body";
+    return $1;
 }
 
 sub workers {

@@ -294,12 +294,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0]
         if path.startswith("/__"):
-            self.fire_body = body
-            self.control(path)
+            self.control(path, body)
         else:
             self.provider(path, body)
 
-    def control(self, path):
+    def control(self, path, body):
         state = self.server.state
         if path == "/__reset":
             state.reset()
@@ -342,7 +341,7 @@ class Handler(BaseHTTPRequestHandler):
                     if b" name=llm_cache " in line)
             self.send_plain(200, b"llm_cache clients=%d\n" % n)
         elif path == "/__fire":
-            self.fire()
+            self.fire(body)
         elif path in ("/__redis/pause", "/__redis/kill"):
             # make Redis slow (CLIENT PAUSE) or drop its clients
             query = urllib.parse.parse_qs(self.path.partition("?")[2])
@@ -360,7 +359,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_plain(404, b"unknown control endpoint\n")
 
-    def fire(self):
+    def fire(self, body):
         """POST /__fire?n=N&gap=MS&path=P[&serial=1]: N clients send this
         body to nginx (port from X-Fire-Port) at once, MS apart (or each
         after the previous one's answer), with this
@@ -372,7 +371,6 @@ class Handler(BaseHTTPRequestHandler):
         gap = int(query.get("gap", ["0"])[0])
         path = query.get("path", ["/v1/chat/completions"])[0]
         port = int(self.headers.get("X-Fire-Port"))
-        body = self.fire_body
         headers = {k: v for k, v in self.headers.items()
                    if k.lower().startswith("x-fake-")
                    or k.lower() in ("authorization", "content-type")}
