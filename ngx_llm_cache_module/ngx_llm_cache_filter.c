@@ -33,6 +33,8 @@ static ngx_int_t ngx_llm_cache_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_uint_t ngx_llm_cache_storable(ngx_http_request_t *sr,
     ngx_llm_cache_ctx_t *ctx);
+static ngx_uint_t ngx_llm_cache_intercepted(ngx_http_request_t *sr,
+    ngx_http_request_t *r);
 static ngx_int_t ngx_llm_cache_copy_headers(ngx_http_request_t *r,
     ngx_http_request_t *sr);
 static ngx_int_t ngx_llm_cache_capture(ngx_http_request_t *sr,
@@ -101,6 +103,9 @@ ngx_llm_cache_set_status_header(ngx_http_request_t *r,
     h->hash = 1;
     h->key = lcf->status_header;
     h->value = ngx_llm_cache_status_names[ctx->status];
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
 
     return NGX_OK;
 }
@@ -120,7 +125,11 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
     ngx_http_request_t   *mr;
     ngx_llm_cache_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
+    if (r == r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_llm_cache_get_ctx(r);
 
     if (ctx == NULL || r != ctx->sr) {
         return ngx_http_next_header_filter(r);
@@ -130,6 +139,20 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
 
     if (mr->header_sent) {
         return ngx_http_next_header_filter(r);
+    }
+
+    if (r->headers_out.status == 0) {
+        /* proxy takes an answer without a status line as HTTP/0.9 */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llm_cache: the provider's answer has no valid "
+                      "status line");
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    if (ngx_llm_cache_intercepted(r, mr)) {
+        /* the public location's error_page answers it, the body is not
+         * sent: what proxy_intercept_errors does with proxy_pass */
+        return r->headers_out.status;
     }
 
     if (ctx->capture && !ngx_llm_cache_storable(r, ctx)) {
@@ -226,17 +249,86 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 
 
 /*
+ * With proxy_intercept_errors on in the provider location, an error that
+ * its own error_page does not take goes to the public location's one.
+ */
+
+static ngx_uint_t
+ngx_llm_cache_intercepted(ngx_http_request_t *sr, ngx_http_request_t *r)
+{
+    ngx_uint_t                 i;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (sr->upstream == NULL || !sr->upstream->conf->intercept_errors
+        || sr->headers_out.status < NGX_HTTP_SPECIAL_RESPONSE)
+    {
+        return 0;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (r->error_page || clcf->error_pages == NULL || r->uri_changes == 0) {
+        return 0;
+    }
+
+    err_page = clcf->error_pages->elts;
+
+    for (i = 0; i < clcf->error_pages->nelts; i++) {
+        if (err_page[i].status == (ngx_int_t) sr->headers_out.status) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
  * The main request gets the provider's status and headers.  Elements are
- * copied one by one: the list itself cannot be shared.  Content-Length is
- * left to the header filter, which writes it from content_length_n.
+ * copied one by one: the list itself cannot be shared.  The headers that
+ * nginx keeps pointers to are pointed to in the copy, so that expires,
+ * add_header and $sent_http_... act on them as with proxy_pass.
+ * Content-Length is left to the header filter (content_length_n).
  */
 
 static ngx_int_t
 ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
 {
-    ngx_uint_t        i;
+    ngx_uint_t        i, n;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *ho;
+    ngx_table_elt_t  *h, *ho, **ph;
+#if (nginx_version >= 1023000)
+    ngx_table_elt_t  *e;
+#endif
+
+    static size_t     pointers[] = {
+        offsetof(ngx_http_headers_out_t, server),
+        offsetof(ngx_http_headers_out_t, date),
+        offsetof(ngx_http_headers_out_t, content_encoding),
+        offsetof(ngx_http_headers_out_t, location),
+        offsetof(ngx_http_headers_out_t, refresh),
+        offsetof(ngx_http_headers_out_t, last_modified),
+        offsetof(ngx_http_headers_out_t, content_range),
+        offsetof(ngx_http_headers_out_t, accept_ranges),
+        offsetof(ngx_http_headers_out_t, www_authenticate),
+        offsetof(ngx_http_headers_out_t, expires),
+        offsetof(ngx_http_headers_out_t, etag),
+#if (nginx_version >= 1023000)
+        offsetof(ngx_http_headers_out_t, proxy_authenticate),
+#endif
+        0
+    };
+
+#if (nginx_version >= 1023000)
+    static size_t     chains[] = {
+        offsetof(ngx_http_headers_out_t, cache_control),
+        offsetof(ngx_http_headers_out_t, link),
+        0
+    };
+
+    ngx_table_elt_t **ends[2];
+#endif
 
     r->headers_out.status = sr->headers_out.status;
     r->headers_out.status_line = sr->headers_out.status_line;
@@ -246,6 +338,17 @@ ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
     r->headers_out.charset = sr->headers_out.charset;
     r->headers_out.content_length_n = sr->headers_out.content_length_n;
     r->headers_out.content_length = NULL;
+    r->headers_out.last_modified_time = sr->headers_out.last_modified_time;
+
+#if (nginx_version >= 1023000)
+    for (n = 0; chains[n]; n++) {
+        ends[n] = (ngx_table_elt_t **) ((char *) &r->headers_out + chains[n]);
+
+        while (*ends[n]) {
+            ends[n] = &(*ends[n])->next;
+        }
+    }
+#endif
 
     part = &sr->headers_out.headers.part;
     h = part->elts;
@@ -273,18 +376,50 @@ ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
 
         *ho = h[i];
 
-        if (&h[i] == sr->headers_out.server) {
-            r->headers_out.server = ho;
-
-        } else if (&h[i] == sr->headers_out.date) {
-            r->headers_out.date = ho;
-
-        } else if (&h[i] == sr->headers_out.location) {
-            r->headers_out.location = ho;
-
-        } else if (&h[i] == sr->headers_out.content_encoding) {
-            r->headers_out.content_encoding = ho;
+        for (n = 0; pointers[n]; n++) {
+            ph = (ngx_table_elt_t **) ((char *) &sr->headers_out
+                                       + pointers[n]);
+            if (*ph == &h[i]) {
+                *(ngx_table_elt_t **) ((char *) &r->headers_out
+                                       + pointers[n]) = ho;
+                break;
+            }
         }
+
+#if (nginx_version >= 1023000)
+        /* the subrequest's chains must not leak into the main's */
+
+        ho->next = NULL;
+
+        for (n = 0; chains[n]; n++) {
+            e = *(ngx_table_elt_t **) ((char *) &sr->headers_out
+                                       + chains[n]);
+            for ( /* void */ ; e; e = e->next) {
+                if (e == &h[i]) {
+                    *ends[n] = ho;
+                    ends[n] = &ho->next;
+                    break;
+                }
+            }
+        }
+#else
+        if (ngx_llm_cache_header_is(&h[i].key, "Cache-Control")) {
+            if (r->headers_out.cache_control.elts == NULL
+                && ngx_array_init(&r->headers_out.cache_control, r->pool,
+                                  1, sizeof(ngx_table_elt_t *))
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            ph = ngx_array_push(&r->headers_out.cache_control);
+            if (ph == NULL) {
+                return NGX_ERROR;
+            }
+
+            *ph = ho;
+        }
+#endif
     }
 
     return NGX_OK;
@@ -299,7 +434,11 @@ ngx_llm_cache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_chain_t          *cl;
     ngx_llm_cache_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
+    if (r == r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_llm_cache_get_ctx(r);
 
     if (ctx == NULL || r != ctx->sr) {
         return ngx_http_next_body_filter(r, in);

@@ -44,6 +44,8 @@ static void ngx_llm_cache_set_status(ngx_llm_cache_ctx_t *ctx,
     ngx_llm_cache_status_e status);
 static ngx_int_t ngx_llm_cache_subrequest_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static ngx_uint_t ngx_llm_cache_error_page(ngx_http_request_t *r,
+    ngx_int_t status);
 static void ngx_llm_cache_finish(ngx_http_request_t *r);
 
 
@@ -491,6 +493,9 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
 
     h->hash = 1;
     ngx_str_set(&h->key, "Age");
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
     h->value.len = ngx_sprintf(h->value.data, "%T", ctx->age)
                    - h->value.data;
 
@@ -649,20 +654,149 @@ failed:
 }
 
 
+/*
+ * Called at each finalization of the provider subrequest, including the
+ * ones that an error_page there turns into an internal redirect.
+ */
+
 static ngx_int_t
 ngx_llm_cache_subrequest_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc)
 {
     ngx_llm_cache_ctx_t  *ctx = data;
 
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
                    "llm_cache: provider subrequest done rc:%i complete:%ud",
                    rc, ctx->provider_complete);
 
+    if (!r->header_sent
+        && (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE)
+        && rc != NGX_HTTP_CLIENT_CLOSED_REQUEST
+        && rc != NGX_HTTP_REQUEST_TIME_OUT
+        && rc != NGX_HTTP_CLOSE
+        && !sr->connection->error)
+    {
+        if (rc != NGX_ERROR && ngx_llm_cache_error_page(sr, rc)) {
+            /* the provider location's own error_page: a failover */
+            return rc;
+        }
+
+        /*
+         * nothing has reached the client: the public location answers
+         * the error, with its own error_page, as it would with proxy_pass
+         */
+
+        ctx->provider_error = (rc == NGX_ERROR) ? NGX_HTTP_BAD_GATEWAY : rc;
+        rc = NGX_OK;
+    }
+
     ctx->provider_done = 1;
-    sr->parent->write_event_handler = ngx_llm_cache_finish;
+    r->write_event_handler = ngx_llm_cache_finish;
 
     return rc;
+}
+
+
+/* whether an error_page of the request's location takes this status */
+
+static ngx_uint_t
+ngx_llm_cache_error_page(ngx_http_request_t *r, ngx_int_t status)
+{
+    ngx_uint_t                 i;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    /* the conditions of ngx_http_special_response_handler() */
+
+    if (r->error_page || clcf->error_pages == NULL || r->uri_changes == 0) {
+        return 0;
+    }
+
+    err_page = clcf->error_pages->elts;
+
+    for (i = 0; i < clcf->error_pages->nelts; i++) {
+        if (err_page[i].status == status) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The provider subrequest's context, also after an error_page redirect
+ * cleared it (as srcache does, through the post_subrequest data).
+ */
+
+ngx_llm_cache_ctx_t *
+ngx_llm_cache_get_ctx(ngx_http_request_t *r)
+{
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
+
+    if (ctx != NULL || r == r->main || r->post_subrequest == NULL
+        || r->post_subrequest->handler != ngx_llm_cache_subrequest_done)
+    {
+        return ctx;
+    }
+
+    ctx = r->post_subrequest->data;
+
+    ngx_http_set_ctx(r, ctx, ngx_llm_cache_module);
+
+    /* an answer from a failover is passed on, never stored */
+
+    if (!ctx->redirected) {
+        ctx->redirected = 1;
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "llm_cache: provider subrequest redirected, "
+                       "its answer is not stored");
+    }
+
+    ctx->capture = 0;
+
+    return ctx;
+}
+
+
+/*
+ * A named location reached from the provider location (error_page
+ * = @backup) proxies r->uri as it is: give it the client's URI, without
+ * the llm_cache_pass prefix, as proxy_pass's backup would see.
+ */
+
+ngx_int_t
+ngx_llm_cache_rewrite_handler(ngx_http_request_t *r)
+{
+    ngx_llm_cache_ctx_t       *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (r == r->main || r->post_subrequest == NULL
+        || r->post_subrequest->handler != ngx_llm_cache_subrequest_done)
+    {
+        return NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (!clcf->named) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_llm_cache_get_ctx(r);
+
+    r->uri = ctx->request->uri;
+
+    return NGX_DECLINED;
 }
 
 
@@ -680,7 +814,14 @@ ngx_llm_cache_finish(ngx_http_request_t *r)
     }
 
     if (!r->header_sent) {
-        ngx_http_finalize_request(r, NGX_HTTP_BAD_GATEWAY);
+        if (ngx_llm_cache_set_status_header(r, ctx) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_http_finalize_request(r, ctx->provider_error
+                                     ? (ngx_int_t) ctx->provider_error
+                                     : NGX_HTTP_BAD_GATEWAY);
         return;
     }
 

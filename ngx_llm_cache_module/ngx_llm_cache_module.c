@@ -201,6 +201,18 @@ ngx_llm_cache_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_llm_cache_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_llm_cache_rewrite_handler;
+
     return ngx_llm_cache_filter_init(cf);
 }
 

@@ -97,6 +97,7 @@ typedef struct {
     size_t                         captured_size;
 
     ngx_uint_t                     provider_status;
+    ngx_uint_t                     provider_error;  /* main answers it */
     ngx_str_t                      provider_content_type;
 
     unsigned                       capture:1;
@@ -108,6 +109,7 @@ typedef struct {
     unsigned                       lock_held:1;
     unsigned                       waited:1;
     unsigned                       wait_over:1;
+    unsigned                       redirected:1;
 } ngx_llm_cache_ctx_t;
 
 
@@ -116,6 +118,8 @@ extern ngx_module_t  ngx_llm_cache_module;
 
 /* ngx_llm_cache_handler.c */
 ngx_int_t ngx_llm_cache_handler(ngx_http_request_t *r);
+ngx_llm_cache_ctx_t *ngx_llm_cache_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_llm_cache_rewrite_handler(ngx_http_request_t *r);
 
 /* ngx_llm_cache_key.c */
 ngx_int_t ngx_llm_cache_build_key(ngx_http_request_t *r,

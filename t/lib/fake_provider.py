@@ -472,6 +472,12 @@ class Handler(BaseHTTPRequestHandler):
         if size:
             data = pad_json(data, size)
 
+        if h.get("X-Fake-No-Status-Line"):
+            # the body alone, no status line or headers (HTTP/0.9 style)
+            self.wfile.write(data)
+            self.close_connection = True
+            return
+
         self.send_response(status)
         self.send_header("Content-Type", content_type or "application/json")
         if cache_control is not None:
