@@ -43,9 +43,16 @@ fi
 
 # --- private store, cleaned up on exit ------------------------------------
 
+# the tools' own state directories, removed at the end if made here
+made_here=()
+for d in /var/lib/containers /run/crun /run/containers /run/libpod; do
+    [ -e "$d" ] || made_here+=("$d")
+done
+
 work=$(mktemp -d "${IMAGE_WORK_DIR:-/var/tmp}/ngx-llm-cache-image.XXXXXX")
 store=(--root "$work/storage" --runroot "$work/runroot"
        --storage-driver "${IMAGE_STORAGE_DRIVER:-overlay}")
+podman() { command podman "${store[@]}" --tmpdir "$work/libpod" "$@"; }
 ctr=
 gateway_pid=
 pids=()
@@ -91,12 +98,15 @@ cleanup() {
     done
     [ -z "$ctr" ] || buildah "${store[@]}" rm "$ctr" > /dev/null 2>&1
     buildah "${store[@]}" rm --all > /dev/null 2>&1
-    podman "${store[@]}" rmi --all --force > /dev/null 2>&1
+    podman rmi --all --force > /dev/null 2>&1
     # the store's own mounts (overlay keeps its home bind-mounted)
     for m in $(findmnt -rn -o TARGET | grep "^$work/" | sort -r); do
         umount "$m" 2>/dev/null || umount -l "$m"
     done
     rm -rf "$work"
+    for m in "${made_here[@]}"; do
+        findmnt -rn -o TARGET | grep -q "^$m" || rm -rf "$m"
+    done
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -130,11 +140,15 @@ if [ "${CI:-}" != true ] && [ -n "$(find "$tarball" -mtime -7 2>/dev/null)" ]; t
 else
     say "base: debootstrap --variant=minbase bookworm $mirror"
     rootfs=$work/rootfs
-    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" \
-        > "$work/debootstrap.log" 2>&1 || {
+    # one more try: a mirror's hiccup should not fail CI
+    for try in 1 2; do
+        rm -rf "$rootfs"
+        debootstrap --variant=minbase bookworm "$rootfs" "$mirror" \
+            > "$work/debootstrap.log" 2>&1 && break
         tail -n 20 "$work/debootstrap.log" >&2
-        fail "debootstrap"
-    }
+        [ "$try" = 1 ] || fail "debootstrap"
+        say "base: debootstrap failed, once more"
+    done
     # apt sources as in Debian's own images: release, updates, security
     rm -f "$rootfs/etc/apt/sources.list"
     {
@@ -156,7 +170,7 @@ else
         tarball=$work/base.tar
     fi
 fi
-podman "${store[@]}" import --quiet "$tarball" "$base" > /dev/null
+podman import --quiet "$tarball" "$base" > /dev/null
 say "base: $base ready in $((SECONDS - t0)) s"
 
 # --- 2. the image -----------------------------------------------------------
@@ -173,8 +187,8 @@ say "build: $image in $((SECONDS - t0)) s"
 
 # --- 3. its size ------------------------------------------------------------
 
-base_size=$(podman "${store[@]}" image inspect --format '{{.Size}}' "$base")
-image_size=$(podman "${store[@]}" image inspect --format '{{.Size}}' "$image")
+base_size=$(podman image inspect --format '{{.Size}}' "$base")
+image_size=$(podman image inspect --format '{{.Size}}' "$image")
 added=$((image_size - base_size))
 say "size: base $((base_size / 1000000)) MB, image $((image_size / 1000000)) MB," \
     "added $((added / 1000000)) MB (at most $max_added_mb MB)"
