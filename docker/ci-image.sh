@@ -55,34 +55,38 @@ store=(--root "$work/storage" --runroot "$work/runroot"
 podman() { command podman "${store[@]}" --tmpdir "$work/libpod" "$@"; }
 ctr=
 gateway_pid=
+gateway_quit=
 pids=()
 
+# the processes under $1: "pid name parent-name", one a line
 descendants() {
-    local p
-    for p in $(ps -e -o pid= -o ppid= | awk -v pp="$1" '$2 == pp {print $1}'); do
-        echo "$p"
-        descendants "$p"
-    done
+    ps -e -o pid= -o ppid= -o comm= | awk -v root="$1" '
+        { parent[$1] = $2; name[$1] = $3 }
+        END {
+            for (p in parent)
+                for (q = parent[p]; q > 0; q = parent[q])
+                    if (q == root) {
+                        print p, name[p], name[parent[p]]
+                        break
+                    }
+        }'
 }
 
 stop_gateway() {
-    local master= p i
+    local master i
     [ -n "$gateway_pid" ] || return 0
     # buildah run -> chroot runtime -> entrypoint -> nginx master: a
     # graceful quit to the master (killing buildah would orphan workers)
-    for p in $(descendants "$gateway_pid"); do
-        if [ "$(ps -o comm= -p "$p")" = nginx ] \
-           && [ "$(ps -o comm= -p "$(ps -o ppid= -p "$p")")" != nginx ]; then
-            master=$p
-        fi
-    done
-    [ -z "$master" ] || kill -QUIT "$master" 2>/dev/null || true
+    master=$(descendants "$gateway_pid" \
+             | awk '$2 == "nginx" && $3 != "nginx" { print $1 }')
+    [ -z "$master" ] || kill -QUIT $master 2>/dev/null || true
+    gateway_quit=no
     for i in $(seq 100); do
-        kill -0 "$gateway_pid" 2>/dev/null || break
+        kill -0 "$gateway_pid" 2>/dev/null || { gateway_quit=yes; break; }
         sleep 0.1
     done
-    for p in $(descendants "$gateway_pid") "$gateway_pid"; do
-        kill -KILL "$p" 2>/dev/null || true
+    for i in $(descendants "$gateway_pid" | awk '{ print $1 }') "$gateway_pid"; do
+        kill -KILL "$i" 2>/dev/null || true
     done
     wait "$gateway_pid" 2>/dev/null || true
     gateway_pid=
@@ -91,6 +95,7 @@ stop_gateway() {
 cleanup() {
     local p m
     set +e
+    trap '' INT TERM
     stop_gateway
     for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null
@@ -277,6 +282,7 @@ cmp -s "$work/miss.json" "$work/hit.json" || fail "the HIT body differs from the
 say "gateway: MISS, then HIT (same body, no provider call)"
 
 stop_gateway
+[ "$gateway_quit" = yes ] || fail "nginx did not quit on SIGQUIT within 10 s"
 if grep -E '\[(alert|crit|emerg)\]' "$work/gateway.log"; then
     fail "the gateway's log has alerts"
 fi
