@@ -16,7 +16,8 @@ grep -qE '^RUN .*/scripts/build\.sh' "$dockerfile" \
     || fail "the Dockerfile no longer builds with scripts/build.sh"
 
 if ! command -v envsubst > /dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q gettext-base > /dev/null
+    DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q gettext-base > /dev/null
 fi
 
 "$repo/scripts/build.sh"
@@ -49,4 +50,5 @@ if ! out=$(env -i PATH="/usr/sbin:/usr/bin:/sbin:/bin" "${defaults[@]}" \
     echo "$out" >&2
     fail "nginx -t refuses the image's configuration"
 fi
-echo "docker/check.sh: the recipe builds with scripts/build.sh; its configuration passes nginx -t"
+echo "docker/check.sh: the recipe builds with scripts/build.sh;" \
+     "its configuration passes nginx -t"

@@ -27,6 +27,7 @@ started=$SECONDS
 
 say() { echo "ci-image: $*"; }
 fail() { echo "ci-image: FAIL: $*" >&2; exit 1; }
+fail_log() { cat "$work/gateway.log" >&2; fail "$@"; }
 
 # --- what it needs --------------------------------------------------------
 
@@ -78,16 +79,17 @@ stop_gateway() {
     # buildah run -> chroot runtime -> entrypoint -> nginx master: a
     # graceful quit to the master (killing buildah would orphan workers)
     master=$(descendants "$gateway_pid" \
-             | awk '$2 == "nginx" && $3 != "nginx" { print $1 }')
-    [ -z "$master" ] || kill -QUIT $master 2>/dev/null || true
+             | awk '$2 == "nginx" && $3 != "nginx" { print $1; exit }')
+    [ -z "$master" ] || kill -QUIT "$master" 2>/dev/null || true
     gateway_quit=no
     for i in $(seq 100); do
         kill -0 "$gateway_pid" 2>/dev/null || { gateway_quit=yes; break; }
         sleep 0.1
     done
-    for i in $(descendants "$gateway_pid" | awk '{ print $1 }') "$gateway_pid"; do
+    for i in $(descendants "$gateway_pid" | awk '{ print $1 }'); do
         kill -KILL "$i" 2>/dev/null || true
     done
+    kill -KILL "$gateway_pid" 2>/dev/null || true
     wait "$gateway_pid" 2>/dev/null || true
     gateway_pid=
 }
@@ -108,7 +110,7 @@ cleanup() {
     for m in $(findmnt -rn -o TARGET | grep "^$work/" | sort -r); do
         umount "$m" 2>/dev/null || umount -l "$m"
     done
-    rm -rf "$work"
+    rm -rf --one-file-system "$work"
     for m in "${made_here[@]}"; do
         findmnt -rn -o TARGET | grep -q "^$m" || rm -rf "$m"
     done
@@ -122,15 +124,20 @@ trap 'exit 1' INT TERM
 apt_uris() {
     {
         cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-            | awk '$1 == "deb" { for (i = 2; i <= NF; i++)
-                                   if ($i ~ /^[a-z+]+:\/\//) { print $i; break } }'
+            | awk '$1 == "deb" {
+                       for (i = 2; i <= NF; i++)
+                           if ($i ~ /^[a-z+]+:\/\//) { print $i; break }
+                   }'
         cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
             | awk '$1 == "URIs:" { for (i = 2; i <= NF; i++) print $i }'
     } | sed 's,/*$,,'
 }
-mirror=${DEBIAN_MIRROR:-$(apt_uris | grep -E '/debian$' | head -n 1 || true)}
-security=${DEBIAN_SECURITY_MIRROR:-$(apt_uris | grep -E '/debian-security$' | head -n 1 || true)}
-[ -n "$mirror" ] || fail "no Debian mirror in /etc/apt/sources.list*; set DEBIAN_MIRROR"
+uris=$(apt_uris)
+mirror=${DEBIAN_MIRROR:-$(grep -m 1 -E '/debian$' <<< "$uris" || true)}
+security=${DEBIAN_SECURITY_MIRROR:-$(grep -m 1 -E '/debian-security$' \
+                                     <<< "$uris" || true)}
+[ -n "$mirror" ] \
+    || fail "no Debian mirror in /etc/apt/sources.list*; set DEBIAN_MIRROR"
 
 # an apt proxy, if the machine's apt uses one, for debootstrap and the build
 if [ -z "${http_proxy:-}" ]; then
@@ -140,14 +147,15 @@ fi
 
 tarball=$cache/debian-bookworm-minbase.tar
 t0=$SECONDS
-if [ "${CI:-}" != true ] && [ -n "$(find "$tarball" -mtime -7 2>/dev/null)" ]; then
+if [ "${CI:-}" != true ] \
+   && [ -n "$(find "$tarball" -mtime -7 2>/dev/null)" ]; then
     say "base: cached $tarball"
 else
     say "base: debootstrap --variant=minbase bookworm $mirror"
     rootfs=$work/rootfs
     # one more try: a mirror's hiccup should not fail CI
     for try in 1 2; do
-        rm -rf "$rootfs"
+        rm -rf "${rootfs:?}"
         debootstrap --variant=minbase bookworm "$rootfs" "$mirror" \
             > "$work/debootstrap.log" 2>&1 && break
         tail -n 20 "$work/debootstrap.log" >&2
@@ -156,18 +164,19 @@ else
     done
     # apt sources as in Debian's own images: release, updates, security
     rm -f "$rootfs/etc/apt/sources.list"
+    entry() {
+        printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\n' "$1" "$2"
+        printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+    }
     {
-        printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\n' "$mirror"
-        printf 'Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
-        if [ -n "$security" ]; then
-            printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\n' "$security"
-            printf 'Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
-        fi
+        entry "$mirror" "bookworm bookworm-updates"
+        [ -z "$security" ] || { echo; entry "$security" bookworm-security; }
     } > "$rootfs/etc/apt/sources.list.d/debian.sources"
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
-           "$rootfs"/dev/* "$rootfs"/var/log/*.log
+    rm -rf "${rootfs:?}"/var/cache/apt/archives/*.deb \
+           "${rootfs:?}"/var/lib/apt/lists/* "${rootfs:?}"/dev/* \
+           "${rootfs:?}"/var/log/*.log
     tar --numeric-owner -C "$rootfs" -cf "$work/base.tar" .
-    rm -rf "$rootfs"
+    rm -rf "${rootfs:?}"
     if [ "${CI:-}" != true ]; then
         mkdir -p "$cache"
         mv "$work/base.tar" "$tarball.tmp" && mv "$tarball.tmp" "$tarball"
@@ -195,21 +204,26 @@ say "build: $image in $((SECONDS - t0)) s"
 base_size=$(podman image inspect --format '{{.Size}}' "$base")
 image_size=$(podman image inspect --format '{{.Size}}' "$image")
 added=$((image_size - base_size))
-say "size: base $((base_size / 1000000)) MB, image $((image_size / 1000000)) MB," \
+say "size: base $((base_size / 1000000)) MB," \
+    "image $((image_size / 1000000)) MB," \
     "added $((added / 1000000)) MB (at most $max_added_mb MB)"
 [ "$added" -le $((max_added_mb * 1000000)) ] \
     || fail "the runtime image adds $added bytes to its base"
 ctr=$(buildah "${store[@]}" from --pull=never "$image")
+# shellcheck disable=SC2016
 if buildah "${store[@]}" run --isolation chroot "$ctr" -- sh -c \
-       'for c in cc gcc clang make valgrind; do command -v $c && exit 0; done; exit 1' \
-       2> /dev/null; then
+       'for c in cc gcc clang make valgrind; do
+            command -v $c && exit 0
+        done
+        exit 1' 2> /dev/null; then
     fail "the runtime image has build tools"
 fi
 
 # --- 4. nginx -t, nothing reachable -----------------------------------------
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 gw_port=$(free_port)
 redis_port=$(free_port)
@@ -245,11 +259,12 @@ run_in /docker-entrypoint.sh nginx -g 'daemon off;' \
 gateway_pid=$!
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$gw_port/" && break
-    kill -0 "$gateway_pid" 2>/dev/null || { cat "$work/gateway.log" >&2; fail "gateway exited"; }
+    kill -0 "$gateway_pid" 2>/dev/null || fail_log "the gateway exited"
     sleep 0.1
 done
 got=$(ask /dev/null)
-[ "$got" = "502 ERROR" ] || { cat "$work/gateway.log" >&2; fail "nothing up: expected '502 ERROR', got '$got'"; }
+[ "$got" = "502 ERROR" ] \
+    || fail_log "nothing up: expected '502 ERROR', got '$got'"
 say "gateway: nothing up -> $got (fails open)"
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
@@ -272,11 +287,12 @@ for _ in $(seq 60); do
     [ "$got" != "200 ERROR" ] && break
     sleep 0.5
 done
-[ "$got" = "200 MISS" ] || { cat "$work/gateway.log" >&2; fail "expected '200 MISS', got '$got'"; }
+[ "$got" = "200 MISS" ] || fail_log "expected '200 MISS', got '$got'"
 calls=$(curl -s "http://127.0.0.1:$provider_port/__stats")
 got=$(ask "$work/hit.json")
-[ "$got" = "200 HIT" ] || { cat "$work/gateway.log" >&2; fail "expected '200 HIT', got '$got'"; }
-cmp -s "$work/miss.json" "$work/hit.json" || fail "the HIT body differs from the MISS body"
+[ "$got" = "200 HIT" ] || fail_log "expected '200 HIT', got '$got'"
+cmp -s "$work/miss.json" "$work/hit.json" \
+    || fail "the HIT body differs from the MISS body"
 [ "$(curl -s "http://127.0.0.1:$provider_port/__stats")" = "$calls" ] \
     || fail "the HIT called the provider"
 say "gateway: MISS, then HIT (same body, no provider call)"
