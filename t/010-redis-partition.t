@@ -16,6 +16,10 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
 
+# recovery bound: 0.5 s asked, with margin for a loaded machine; the old
+# behaviour took 1-5 s (a reconnect backoff of up to 5 s, fail_timeout)
+our $within = $ENV{TEST_NGINX_USE_VALGRIND} ? 3000 : 600;
+
 repeat_each(1);
 no_shuffle();
 run_tests();
@@ -37,7 +41,7 @@ Content-Type: application/json
  "POST /v1/chat/completions\n$::chat",
  "GET /__redis/proxy"]
 --- response_body_like eval
-["^during: ERROR=\\d+\nrecovered_ms=\\d+ status=MISS after: .*\naccepted=[1-9]\\d*\n\\z",
+["^during: ERROR=\\d+\nrecovered_ms=\\d+ status=MISS after: [^\n]*\naccepted=[1-9]\\d*\n\\z",
  "fake-\\d+", "^proxy accepted=\\d+ open=[1-9]"]
 --- response_headers_like eval
 ["", "X-LLM-Cache: HIT", ""]
@@ -61,7 +65,7 @@ Content-Type: application/json
 ["POST /__outage?settle=300&mode=freeze&ms=1500&during=1\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
 --- response_body_like eval
-["^during: ERROR=\\d+\nrecovered_ms=\\d+ status=MISS after: .*\naccepted=[1-9]\\d*\n\\z",
+["^during: ERROR=\\d+\nrecovered_ms=\\d+ status=MISS after: [^\n]*\naccepted=[1-9]\\d*\n\\z",
  "fake-\\d+"]
 --- response_headers_like eval
 ["", "X-LLM-Cache: HIT"]
@@ -86,9 +90,9 @@ qr/llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row/
 
 
 
-=== TEST 4: Redis restarted after a long outage with no request in flight: caching again within 0.5 s of it answering
+=== TEST 4: Redis restarted after a long outage with no request in flight (twice): caching again within 0.5 s of it answering
 --- http_config
-    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PROXY_PORT pool=2;
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PROXY_PORT pool=1;
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -96,21 +100,22 @@ qr/llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row/
 --- more_headers
 Content-Type: application/json
 --- request eval
-["POST /__outage?settle=300&mode=down&ms=6000\n$::chat",
+["POST /__outage?settle=300&mode=down&ms=6000&rounds=2&within=$::within\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
 --- response_body_like eval
-["^during: none\nrecovered_ms=[0-7]?[0-9]?[0-9] status=MISS after: ", "fake-\\d+"]
+["^during: none\nrecovered_ms=\\d+,\\d+ status=HIT after: [^\n]*\nwithin \\d+ ms: yes\n",
+ "fake-\\d+"]
 --- response_headers_like eval
 ["", "X-LLM-Cache: HIT"]
 --- error_log eval
 qr/llm_cache: redis "127\.0\.0\.1:\d+" answers again, in use/
---- timeout: 40
+--- timeout: 60
 
 
 
 === TEST 5: Redis restarted with requests failing open meanwhile: caching again within 0.5 s of it answering
 --- http_config
-    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PROXY_PORT pool=2 fail_timeout=1s;
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PROXY_PORT pool=1;
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -118,10 +123,11 @@ qr/llm_cache: redis "127\.0\.0\.1:\d+" answers again, in use/
 --- more_headers
 Content-Type: application/json
 --- request eval
-["POST /__outage?settle=300&mode=down&ms=6000&during=1\n$::chat",
+["POST /__outage?settle=300&mode=down&ms=6000&during=1&within=$::within\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
 --- response_body_like eval
-["^during: ERROR=\\d+\nrecovered_ms=[0-7]?[0-9]?[0-9] status=MISS after: ", "fake-\\d+"]
+["^during: ERROR=\\d+\nrecovered_ms=\\d+ status=MISS after: [^\n]*\nwithin \\d+ ms: yes\n",
+ "fake-\\d+"]
 --- response_headers_like eval
 ["", "X-LLM-Cache: HIT"]
 --- error_log eval

@@ -628,19 +628,23 @@ class Handler(BaseHTTPRequestHandler):
         self.send_plain(200, out.encode())
 
     def outage(self, body):
-        """POST /__outage?mode=down|freeze&ms=MS[&during=1][&settle=MS]:
-        after `settle` ms, the Redis proxy goes down (or freezes) for MS ms, with this request sent to nginx
-        (port from X-Fire-Port) one after another meanwhile if during=1;
-        then it comes back, and the request is sent again every 20 ms until
-        its status is not ERROR.  Answers the statuses seen during the
-        outage, recovered_ms (from the first PING Redis answers through the
-        proxy to that answer) and the connections the proxy accepted since
-        the outage began."""
+        """POST /__outage?mode=down|freeze&ms=MS[&during=1][&settle=MS]
+        [&rounds=N][&within=MS]: after `settle` ms, the Redis proxy goes
+        down (or freezes) for MS ms, with this request sent to nginx (port
+        from X-Fire-Port) one after another meanwhile if during=1; then it
+        comes back, and the request is sent again every 20 ms until its
+        status is not ERROR; all that `rounds` times.  Answers the statuses
+        seen during the outages, recovered_ms for each round (from the
+        first PING Redis answers through the proxy to the start of the
+        first request answered HIT or MISS), whether the slowest was within
+        `within` ms, and the connections the proxy accepted since the last
+        outage began."""
         query = urllib.parse.parse_qs(self.path.partition("?")[2])
         mode = query.get("mode", ["down"])[0]
-        sleep_ms(int(query.get("settle", ["0"])[0]))
         ms = int(query.get("ms", ["1000"])[0])
         during = query.get("during", ["0"])[0] == "1"
+        rounds = int(query.get("rounds", ["1"])[0])
+        within = int(query.get("within", ["0"])[0])
         path = query.get("path", ["/v1/chat/completions"])[0]
         port = int(self.headers.get("X-Fire-Port"))
         headers = {k: v for k, v in self.headers.items()
@@ -666,39 +670,45 @@ class Handler(BaseHTTPRequestHandler):
                 counts[st] = counts.get(st, 0) + 1
             return " ".join("%s=%d" % kv for kv in sorted(counts.items()))
 
-        if mode == "freeze":
-            proxy.freeze()
-        else:
-            proxy.down()
-        seen = []
-        end = time.time() + ms / 1000.0
-        while time.time() < end:
-            if during:
-                seen.append(status())
-            time.sleep(min(0.1, max(0.0, end - time.time())))
-        if mode == "freeze":
-            proxy.thaw()
-        else:
-            proxy.up()
+        sleep_ms(int(query.get("settle", ["0"])[0]))
+        seen, after, recovered = [], [], []
+        for _ in range(rounds):
+            if mode == "freeze":
+                proxy.freeze()
+            else:
+                proxy.down()
+            end = time.time() + ms / 1000.0
+            while time.time() < end:
+                if during:
+                    seen.append(status())
+                time.sleep(min(0.1, max(0.0, end - time.time())))
+            if mode == "freeze":
+                proxy.thaw()
+            else:
+                proxy.up()
 
-        deadline = time.time() + 10
-        while not proxy.ping() and time.time() < deadline:
-            time.sleep(0.005)
-        t0 = time.time()
-        after = []
-        recovered = None
-        while time.time() < deadline:
-            st = status()
-            after.append(st)
-            if st in ("HIT", "MISS", "HIT_WAITED", "MISS_WAITED"):
-                recovered = int((time.time() - t0) * 1000)
+            deadline = time.time() + 10
+            while not proxy.ping() and time.time() < deadline:
+                time.sleep(0.005)
+            t0 = time.time()
+            while time.time() < deadline:
+                t1 = time.time()
+                st = status()
+                after.append(st)
+                if st in ("HIT", "MISS", "HIT_WAITED", "MISS_WAITED"):
+                    recovered.append(int((t1 - t0) * 1000))
+                    break
+                time.sleep(0.02)
+            else:
                 break
-            time.sleep(0.02)
 
         out = "during: %s\n" % (count(seen) or "none")
         out += "recovered_ms=%s status=%s after: %s\n" % (
-            "none" if recovered is None else recovered,
+            ",".join(str(r) for r in recovered) or "none",
             after[-1] if after else "none", count(after))
+        if within:
+            ok = len(recovered) == rounds and max(recovered) <= within
+            out += "within %d ms: %s\n" % (within, "yes" if ok else "no")
         with proxy.lock:
             out += "accepted=%d\n" % proxy.accepted
         self.send_plain(200, out.encode())
