@@ -21,10 +21,10 @@
  * max_fails failures in a row the server is not used (requests fail open
  * at once) while one connection keeps being reopened: the first one set up
  * puts the server back in use.  If the last failure was a command timeout
- * (Redis takes connections but does not answer in time), it is left alone
- * for fail_timeout instead, then one command on a connection set up since
- * probes it.  hiredis owns and closes the fds; the cleanup hook below only
- * gives the nginx connection back.
+ * on a set-up connection (Redis takes connections but does not answer in
+ * time), it is left alone for fail_timeout instead, then one command on a
+ * connection set up since probes it.  hiredis owns and closes the fds; the
+ * cleanup hook below only gives the nginx connection back.
  */
 
 
@@ -113,7 +113,8 @@ struct ngx_llm_cache_redis_server_s {
     unsigned                       probing:1;
     unsigned                       was_down:1;
     unsigned                       exiting:1;
-    unsigned                       slow:1;    /* last failure: a timeout */
+    unsigned                       slow:1;    /* last failure: a timeout
+                                                 on a set-up connection */
 
     time_t                         failure_logged;
     ngx_uint_t                     failures_suppressed;
@@ -1230,6 +1231,7 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
     ngx_llm_cache_redis_op_t  *op = ev->data;
 
     void                            *data;
+    ngx_uint_t                       live;
     redisAsyncContext               *ac;
     ngx_llm_cache_redis_conn_t      *rc;
     ngx_llm_cache_redis_handler_pt   handler;
@@ -1242,10 +1244,14 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
     op->handler = NULL;
     op->timed_out = 1;
 
-    ngx_llm_cache_redis_failed(rc->server, op, op->log, "timed out",
-                               "no reply within llm_cache_redis_timeout", 1);
+    /* behind a set-up that is not answered, it is the connection failing */
+    live = (rc->state == NGX_LLM_CACHE_REDIS_READY);
 
-    if (rc->state == NGX_LLM_CACHE_REDIS_READY && rc->ac == ac && ac) {
+    ngx_llm_cache_redis_failed(rc->server, op, op->log, "timed out",
+                               "no reply within llm_cache_redis_timeout",
+                               live);
+
+    if (live && rc->state == NGX_LLM_CACHE_REDIS_READY && rc->ac == ac) {
         /* not to be picked by what the failing commands' handlers send */
         rc->state = NGX_LLM_CACHE_REDIS_DOWN;
         rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;

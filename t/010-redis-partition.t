@@ -103,7 +103,7 @@ Content-Type: application/json
 ["POST /__outage?settle=300&mode=down&ms=6000&rounds=2&within=$::within\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
 --- response_body_like eval
-["^during: none\nrecovered_ms=\\d+,\\d+ status=HIT after: [^\n]*\nwithin \\d+ ms: yes\n",
+["^during: none\nrecovered_ms=\\d+,\\d+ status=(?:HIT|MISS) after: [^\n]*\nwithin \\d+ ms: yes\n",
  "fake-\\d+"]
 --- response_headers_like eval
 ["", "X-LLM-Cache: HIT"]
