@@ -28,6 +28,13 @@ static char *ngx_llm_cache_key_exclude_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_llm_cache_normalize_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_llm_cache_positive_msec(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+/* a timeout of 0 would wait for ever, the client's leaving unnoticed */
+static ngx_conf_post_handler_pt  ngx_llm_cache_redis_timeout_post =
+    ngx_llm_cache_positive_msec;
 static char *ngx_llm_cache_status_header_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_llm_cache_init_process(ngx_cycle_t *cycle);
@@ -62,7 +69,7 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_llm_cache_loc_conf_t, redis_timeout),
-      NULL },
+      &ngx_llm_cache_redis_timeout_post },
 
     { ngx_string("llm_cache_lock"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -629,6 +636,14 @@ ngx_llm_cache_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /* the cache manager and loader serve no requests: no pool for them */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
     return ngx_llm_cache_redis_init_worker(cycle, lmcf->servers);
 }
 
@@ -645,4 +660,17 @@ ngx_llm_cache_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_llm_cache_redis_exit_worker(lmcf->servers);
+}
+
+
+static char *
+ngx_llm_cache_positive_msec(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *ms = data;
+
+    if (*ms == 0) {
+        return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
 }

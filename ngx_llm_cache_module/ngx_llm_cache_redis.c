@@ -11,10 +11,20 @@
  * pipeline on the first ready one and spill over to the others when it is
  * busy or lost.  Each fd is registered as a level-triggered nginx connection
  * (hiredis reads at most 16 KiB a call), nginx timers give the connect and
- * command timeouts and the jittered reconnect backoff.  After max_fails
- * failures in a row the server is left alone for fail_timeout (requests
- * fail open at once), then one command probes it.  hiredis owns and closes
- * the fds; the cleanup hook below only gives the nginx connection back.
+ * command timeouts and the jittered reconnect backoff.
+ *
+ * A command that times out closes its connection, as proxy_read_timeout
+ * ends an upstream one: a connection that went silent (a partition, a
+ * failed-over endpoint) would otherwise be picked for ever.  Connection
+ * failures and timeouts count towards the circuit breaker; an error reply
+ * (OOM, READONLY, WRONGTYPE) is an answer, logged and never counted.  After
+ * max_fails failures in a row the server is not used (requests fail open
+ * at once) while one connection keeps being reopened: the first one set up
+ * puts the server back in use.  If the last failure was a command timeout
+ * on a set-up connection (Redis takes connections but does not answer in
+ * time), it is left alone for fail_timeout instead, then one command on a
+ * connection set up since probes it.  hiredis owns and closes the fds; the
+ * cleanup hook below only gives the nginx connection back.
  */
 
 
@@ -23,6 +33,7 @@
 #include <ngx_event.h>
 
 #include <sys/ioctl.h>
+#include <netinet/tcp.h>
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -34,6 +45,14 @@
 #define NGX_LLM_CACHE_REDIS_BACKOFF_MAX    5000
 #define NGX_LLM_CACHE_REDIS_LOG_INTERVAL   5
 #define NGX_LLM_CACHE_REDIS_POOL_MAX       64
+
+/* reconnect delay while no connection is ready: the pool's recovery time */
+#define NGX_LLM_CACHE_REDIS_PROBE          200
+
+/* TCP keepalive: a peer gone without a word is noticed in 30 s */
+#define NGX_LLM_CACHE_REDIS_KEEPIDLE       15
+#define NGX_LLM_CACHE_REDIS_KEEPINTVL      5
+#define NGX_LLM_CACHE_REDIS_KEEPCNT        3
 
 /* replies outstanding on a connection before the next one is used */
 #define NGX_LLM_CACHE_REDIS_PIPELINE       64
@@ -83,6 +102,7 @@ struct ngx_llm_cache_redis_server_s {
 
     /* the worker's side */
     ngx_llm_cache_redis_conn_t    *conns;
+    ngx_llm_cache_redis_conn_t    *prober;    /* reopened at once */
     ngx_log_t                     *log;
 
     /* the circuit breaker */
@@ -93,9 +113,13 @@ struct ngx_llm_cache_redis_server_s {
     unsigned                       probing:1;
     unsigned                       was_down:1;
     unsigned                       exiting:1;
+    unsigned                       slow:1;    /* last failure: a timeout
+                                                 on a set-up connection */
 
     time_t                         failure_logged;
     ngx_uint_t                     failures_suppressed;
+    time_t                         refusal_logged;
+    ngx_uint_t                     refusals_suppressed;
 };
 
 
@@ -104,6 +128,7 @@ static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
 static ngx_msec_t ngx_llm_cache_redis_parse_msec(ngx_str_t *value,
     size_t prefix);
 static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc);
+static void ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_read_handler(ngx_event_t *rev);
@@ -139,8 +164,10 @@ static void ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s,
     ngx_llm_cache_redis_op_t *op);
 static void ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     ngx_llm_cache_redis_op_t *op, ngx_log_t *log, const char *what,
-    const char *detail);
+    const char *detail, ngx_uint_t slow);
 static void ngx_llm_cache_redis_log_failure(ngx_llm_cache_redis_server_t *s,
+    ngx_log_t *log, const char *what, const char *detail);
+static void ngx_llm_cache_redis_log_refusal(ngx_llm_cache_redis_server_t *s,
     ngx_log_t *log, const char *what, const char *detail);
 
 
@@ -233,8 +260,12 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             db = ngx_atoi(value[i].data + 3, value[i].len - 3);
-            if (db == NGX_ERROR) {
-                goto invalid;
+            if (db == NGX_ERROR || db > NGX_MAX_INT32_VALUE) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"llm_cache_redis\" db= must be "
+                                   "from 0 to %d, not \"%V\"",
+                                   NGX_MAX_INT32_VALUE, &value[i]);
+                return NULL;
             }
 
             server->db = db;
@@ -489,14 +520,14 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
 
     if (ac == NULL) {
         ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
-                                   "out of memory");
+                                   "out of memory", 0);
         ngx_llm_cache_redis_schedule(rc);
         return;
     }
 
     if (ac->err) {
         ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
-                                   ac->errstr);
+                                   ac->errstr, 0);
         redisAsyncFree(ac);
         ngx_llm_cache_redis_schedule(rc);
         return;
@@ -507,6 +538,10 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
         redisAsyncFree(ac);
         ngx_llm_cache_redis_schedule(rc);
         return;
+    }
+
+    if (!s->unix_socket) {
+        ngx_llm_cache_redis_keepalive(ac->c.fd, s->log);
     }
 
     c->data = rc;
@@ -594,9 +629,51 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
 
 
 /*
+ * A connection that only goes idle is never written to, so without
+ * keepalive probes a peer that vanished (a partition, a failed-over
+ * endpoint) would be noticed only by the next command's timeout.
+ */
+
+static void
+ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log)
+{
+    int  value;
+
+    value = 1;
+
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, (const void *) &value,
+                   sizeof(int))
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_socket_errno,
+                      "llm_cache: setsockopt(SO_KEEPALIVE) failed, ignored");
+        return;
+    }
+
+#if (NGX_HAVE_KEEPALIVE_TUNABLE)
+
+    value = NGX_LLM_CACHE_REDIS_KEEPIDLE;
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (const void *) &value,
+                      sizeof(int));
+
+    value = NGX_LLM_CACHE_REDIS_KEEPINTVL;
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, (const void *) &value,
+                      sizeof(int));
+
+    value = NGX_LLM_CACHE_REDIS_KEEPCNT;
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, (const void *) &value,
+                      sizeof(int));
+
+#endif
+}
+
+
+/*
  * Capped exponential backoff with jitter, so the workers of every gateway
- * do not reconnect in step; never before the breaker lets the server be
- * tried again.
+ * do not reconnect in step.  While no connection is ready, one of them
+ * (the prober) is reopened every NGX_LLM_CACHE_REDIS_PROBE ms at most,
+ * whatever the outage's length, so the server is in use again soon after
+ * it answers; the others back off and are called back when it is set up.
  */
 
 static void
@@ -604,8 +681,8 @@ ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc)
 {
     ngx_llm_cache_redis_server_t *s = rc->server;
 
-    ngx_msec_t      delay;
-    ngx_msec_int_t  wait;
+    ngx_uint_t  i;
+    ngx_msec_t  delay, probe;
 
     if (s->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
         return;
@@ -617,17 +694,28 @@ ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc)
 
     delay = rc->backoff / 2 + (ngx_msec_t) ngx_random() % (rc->backoff / 2 + 1);
 
-    if (s->tripped) {
-        wait = (ngx_msec_int_t) (s->retry_at - ngx_current_msec);
+    rc->backoff = ngx_min(rc->backoff * 2, NGX_LLM_CACHE_REDIS_BACKOFF_MAX);
 
-        if (wait > (ngx_msec_int_t) delay) {
-            delay = wait;
+    if (s->prober == NULL || s->prober == rc) {
+        s->prober = rc;
+
+        for (i = 0; i < s->pool_size; i++) {
+            if (s->conns[i].state == NGX_LLM_CACHE_REDIS_READY) {
+                s->prober = NULL;
+                break;
+            }
+        }
+
+        if (s->prober == rc) {
+            probe = NGX_LLM_CACHE_REDIS_PROBE / 2
+                    + (ngx_msec_t) ngx_random()
+                      % (NGX_LLM_CACHE_REDIS_PROBE / 2 + 1);
+
+            delay = ngx_min(delay, probe);
         }
     }
 
     ngx_add_timer(&rc->reconnect, delay);
-
-    rc->backoff = ngx_min(rc->backoff * 2, NGX_LLM_CACHE_REDIS_BACKOFF_MAX);
 }
 
 
@@ -689,7 +777,7 @@ ngx_llm_cache_redis_write_handler(ngx_event_t *wev)
         wev->timedout = 0;
         ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
                                    "connect failed",
-                                   "no answer within connect_timeout");
+                                   "no answer within connect_timeout", 0);
         redisAsyncFree(rc->ac);
         return;
     }
@@ -804,6 +892,9 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
 {
     ngx_llm_cache_redis_server_t *s = rc->server;
 
+    ngx_uint_t                   i;
+    ngx_llm_cache_redis_conn_t  *other;
+
     rc->state = NGX_LLM_CACHE_REDIS_READY;
     rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
@@ -811,10 +902,38 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
         ngx_del_timer(rc->connection->write);
     }
 
+    s->prober = NULL;
+
+    /* Redis answers: the others need not wait for their backoff */
+
+    for (i = 0; i < s->pool_size; i++) {
+        other = &s->conns[i];
+
+        if (other->state == NGX_LLM_CACHE_REDIS_DOWN
+            && other->reconnect.timer_set
+            && other->backoff > NGX_LLM_CACHE_REDIS_BACKOFF_MIN)
+        {
+            ngx_del_timer(&other->reconnect);
+            other->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+            ngx_llm_cache_redis_schedule(other);
+        }
+    }
+
     if (s->was_down) {
         s->was_down = 0;
         ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
                       "llm_cache: redis \"%V\" connected", &s->name);
+    }
+
+    if (s->tripped && !s->slow) {
+        /* it answered a new connection's set-up: it is back */
+        s->tripped = 0;
+        s->probing = 0;
+        s->fails = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
+                      "llm_cache: redis \"%V\" answers again, in use",
+                      &s->name);
     }
 }
 
@@ -827,7 +946,7 @@ ngx_llm_cache_redis_on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees the context right after this */
         ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
-                                   "connect failed", ac->errstr);
+                                   "connect failed", ac->errstr, 0);
         return;
     }
 
@@ -846,7 +965,7 @@ ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK && !rc->server->exiting) {
         ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
-                                   "connection lost", ac->errstr);
+                                   "connection lost", ac->errstr, 0);
     }
 }
 
@@ -866,7 +985,8 @@ ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
     if (rr->type == REDIS_REPLY_ERROR) {
         /* AUTH or SELECT refused: never log the command, it has secrets */
         ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
-                                   "refused the connection setup", rr->str);
+                                   "refused the connection setup", rr->str,
+                                   0);
         redisAsyncFree(ac);
         return;
     }
@@ -926,7 +1046,10 @@ ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
     }
 
     if (s->tripped) {
-        /* only a command with a timeout may probe: its answer will come */
+        /*
+         * only a command with a timeout may probe (its answer will come),
+         * on a connection set up since the breaker opened
+         */
 
         if ((ngx_msec_int_t) (ngx_current_msec - s->retry_at) < 0
             || s->probing || !probe)
@@ -957,7 +1080,7 @@ ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
         }
     }
 
-    if (best == NULL) {
+    if (best == NULL && !s->tripped) {
         /*
          * none ready: queue behind the set-up of one being opened (at
          * start-up, after a reconnect); if it never answers, the command
@@ -975,11 +1098,6 @@ ngx_llm_cache_redis_pick(ngx_llm_cache_redis_server_t *s, ngx_log_t *log,
     if (best == NULL) {
         ngx_llm_cache_redis_log_failure(s, log, what, "not connected");
         return NULL;
-    }
-
-    if (s->tripped) {
-        /* half open: this one command tells whether it is back */
-        s->probing = 1;
     }
 
     return best;
@@ -1015,6 +1133,11 @@ ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
     }
 
     rc->pending++;
+
+    if (op->probe) {
+        /* half open: this one command tells whether it is back */
+        rc->server->probing = 1;
+    }
 
     if (timeout) {
         op->timer.handler = ngx_llm_cache_redis_op_timeout;
@@ -1059,8 +1182,9 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         rc = NGX_DECLINED;
 
     } else if (rr->type == REDIS_REPLY_ERROR) {
+        /* an answer all the same: Redis is there and refused this one */
         rc = NGX_ERROR;
-        ngx_llm_cache_redis_failed(s, op, s->log, op->what, rr->str);
+        ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
 
     } else {
         rc = NGX_OK;
@@ -1075,8 +1199,13 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     /* a reply that came too late shows a slow server, not a good one */
 
-    if (rc != NGX_ERROR && !op->timed_out) {
+    if (rr != NULL && !op->timed_out) {
         ngx_llm_cache_redis_succeeded(s, op);
+    }
+
+    if (op->probe && !op->timed_out && s->tripped) {
+        /* the probe is over; a failure was counted where it happened */
+        s->probing = 0;
     }
 
     if (op->handler && !s->exiting) {
@@ -1087,25 +1216,51 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 
-/* the request stops waiting; the reply, when it comes, frees the op */
+/*
+ * The request stops waiting.  A command sent on a set-up connection that
+ * got no answer in time closes it, as proxy_read_timeout ends an upstream
+ * connection: it went silent, or every command behind this one would wait
+ * as long; the commands still on it fail at once, and it is reopened.  A
+ * connection still being set up has its connect timer.  Otherwise the
+ * reply, when it comes, frees the op.
+ */
 
 static void
 ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
 {
     ngx_llm_cache_redis_op_t  *op = ev->data;
 
-    ngx_llm_cache_redis_handler_pt  handler;
+    void                            *data;
+    ngx_uint_t                       live;
+    redisAsyncContext               *ac;
+    ngx_llm_cache_redis_conn_t      *rc;
+    ngx_llm_cache_redis_handler_pt   handler;
 
-    ngx_llm_cache_redis_failed(op->conn->server, op, op->log, "timed out",
-                               "no reply within llm_cache_redis_timeout");
-
+    rc = op->conn;
+    ac = rc->ac;
     handler = op->handler;
+    data = op->data;
 
     op->handler = NULL;
     op->timed_out = 1;
 
+    /* behind a set-up that is not answered, it is the connection failing */
+    live = (rc->state == NGX_LLM_CACHE_REDIS_READY);
+
+    ngx_llm_cache_redis_failed(rc->server, op, op->log, "timed out",
+                               "no reply within llm_cache_redis_timeout",
+                               live);
+
+    if (live && rc->state == NGX_LLM_CACHE_REDIS_READY && rc->ac == ac) {
+        /* not to be picked by what the failing commands' handlers send */
+        rc->state = NGX_LLM_CACHE_REDIS_DOWN;
+        rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+
+        redisAsyncFree(ac);    /* frees op too, if the breaker did not */
+    }
+
     if (handler) {
-        handler(op->data, NGX_ERROR, NULL);
+        handler(data, NGX_ERROR, NULL);
     }
 }
 
@@ -1302,8 +1457,11 @@ ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s,
 static void
 ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     ngx_llm_cache_redis_op_t *op, ngx_log_t *log, const char *what,
-    const char *detail)
+    const char *detail, ngx_uint_t slow)
 {
+    ngx_uint_t                   i;
+    ngx_llm_cache_redis_conn_t  *rc;
+
     ngx_llm_cache_redis_log_failure(s, log, what, detail);
 
     s->was_down = 1;
@@ -1316,6 +1474,7 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
 
     s->fails++;
     s->failed_at = ngx_current_msec;
+    s->slow = slow;
 
     if (s->max_fails == 0 || s->fails < s->max_fails) {
         return;
@@ -1324,13 +1483,42 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     s->retry_at = ngx_current_msec + s->fail_timeout;
     s->probing = 0;
 
-    if (!s->tripped) {
-        s->tripped = 1;
+    if (s->tripped) {
+        return;
+    }
 
+    s->tripped = 1;
+
+    if (slow) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "llm_cache: redis \"%V\" failed %ui times in a row, "
                       "not used for %M ms", &s->name, s->fails,
                       s->fail_timeout);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "llm_cache: redis \"%V\" failed %ui times in a row, "
+                      "not used until a new connection is set up",
+                      &s->name, s->fails);
+    }
+
+    /*
+     * Only connections set up from now on are trusted: one of these may
+     * be the one that went silent, and the probe must not go to it.  The
+     * commands on them fail at once, as the breaker would have them do.
+     */
+
+    for (i = 0; s->conns && i < s->pool_size; i++) {
+        rc = &s->conns[i];
+
+        if (rc->state == NGX_LLM_CACHE_REDIS_READY && rc->ac
+            && !(rc->ac->c.flags & (REDIS_FREEING|REDIS_DISCONNECTING)))
+        {
+            rc->state = NGX_LLM_CACHE_REDIS_DOWN;
+            rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+
+            redisAsyncFree(rc->ac);
+        }
     }
 }
 
@@ -1355,4 +1543,32 @@ ngx_llm_cache_redis_log_failure(ngx_llm_cache_redis_server_t *s,
 
     s->failure_logged = now;
     s->failures_suppressed = 0;
+}
+
+
+/*
+ * An error reply (OOM under maxmemory, READONLY from a replica, WRONGTYPE)
+ * is not Redis failing: the lookups go on, only this command is lost.
+ */
+
+static void
+ngx_llm_cache_redis_log_refusal(ngx_llm_cache_redis_server_t *s,
+    ngx_log_t *log, const char *what, const char *detail)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (now - s->refusal_logged < NGX_LLM_CACHE_REDIS_LOG_INTERVAL) {
+        s->refusals_suppressed++;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "llm_cache: redis \"%V\" %s: error reply \"%s\", "
+                  "Redis stays in use (%ui similar messages suppressed)",
+                  &s->name, what, detail, s->refusals_suppressed);
+
+    s->refusal_logged = now;
+    s->refusals_suppressed = 0;
 }

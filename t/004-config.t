@@ -205,3 +205,52 @@ invalid value "maybe" in "llm_cache" directive, it must be "on" or "off"
 --- no_error_log
 [error]
 [warn]
+
+
+
+=== TEST 16: llm_cache_redis_timeout 0 (a lookup would wait for ever)
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_redis_timeout 0;
+    }
+--- must_die
+--- error_log
+"llm_cache_redis_timeout" directive must be more than 0
+
+
+
+=== TEST 17: llm_cache_redis db= past 2^31-1 (it would wrap to another database)
+--- config
+    location /v1/ {
+        llm_cache_redis 127.0.0.1:6379 db=4294967296;
+        llm_cache_pass /_llm;
+    }
+--- must_die
+--- error_log
+"llm_cache_redis" db= must be from 0 to 2147483647, not "db=4294967296"
+
+
+
+=== TEST 18: llm_cache_redis db= negative
+--- config
+    location /v1/ {
+        llm_cache_redis 127.0.0.1:6379 db=-1;
+        llm_cache_pass /_llm;
+    }
+--- must_die
+--- error_log
+"llm_cache_redis" db= must be from 0 to 2147483647, not "db=-1"
+
+
+
+=== TEST 19: llm_cache_redis db=2147483647 is accepted
+--- config
+    location /v1/ {
+        llm_cache_redis 127.0.0.1:$TEST_NGINX_CLOSED_PORT db=2147483647;
+        llm_cache_pass /_llm;
+    }
+--- request
+GET /__stats
+--- response_body
+calls=0

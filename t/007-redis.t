@@ -9,6 +9,7 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
 our $chat_answer_1 = LLMCacheTest::answer('openai/chat-response.json', 1);
+our $other = $chat =~ s/"user"/"user", "name": "other"/r;
 our $password = $ENV{TEST_NGINX_REDIS_PASSWORD};
 our $acl_password = $ENV{TEST_NGINX_REDIS_ACL_PASSWORD};
 
@@ -168,7 +169,7 @@ Content-Type: application/json
 
 === TEST 8: the breaker: after max_fails timeouts Redis is left alone for fail_timeout, then used again
 --- http_config
-    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT max_fails=2 fail_timeout=2s pool=1;
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT max_fails=2 fail_timeout=2s pool=2;
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -212,7 +213,7 @@ Content-Type: application/json
 --- response_body_like eval
 ["ok", "fake-1", "fake-2"]
 --- error_log eval
-qr/\[warn\] .*llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row, not used for 5000 ms/
+qr/\[warn\] .*llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row, not used until a new connection is set up/
 
 
 
@@ -234,3 +235,92 @@ qr/\[warn\] .*llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row, not u
 ["", "", "", "", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT"]
 --- response_body_like eval
 ["ok", "ok", "ok", "^llm_cache clients=2\n", "fake-1", "fake-1"]
+
+
+
+=== TEST 11: Redis out of memory (maxmemory, noeviction): refused writes are logged, lookups go on, no breaker
+--- http_config
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT pool=2;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers
+Content-Type: application/json
+X-Fake-Delay: 150
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "GET /__redis/config?maxmemory=1&maxmemory-policy=noeviction",
+ "POST /__fire?n=8&gap=10\n$::other",
+ "POST /__fire?n=8\n$::chat",
+ "POST /__fire?n=8&gap=10\n$::other",
+ "POST /__fire?n=8\n$::chat",
+ "GET /__redis/config?maxmemory=0",
+ "GET /__redis/keys",
+ "GET /__error_log"]
+--- response_body_like eval
+["fake-1", "ok",
+ "\nMISS=8\n", "\nHIT=8\n", "\nMISS=8\n", "\nHIT=8\n",
+ "ok", "^keys=1\n",
+ qr/\A(?!.*SET failed.*SET failed).*\[error\] [^\n]*llm_cache: redis "127\.0\.0\.1:\d+" SET failed: error reply "OOM command not allowed when used memory > 'maxmemory'\.", Redis stays in use \(0 similar messages suppressed\)/s]
+--- no_error_log
+times in a row
+GET failed
+--- timeout: 30
+
+
+
+=== TEST 12: a read-only replica (after a failover): refused writes are logged, lookups go on, no breaker
+--- http_config
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT pool=2;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers
+Content-Type: application/json
+X-Fake-Delay: 150
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "GET /__redis/replicaof?port=$ENV{TEST_NGINX_CLOSED_PORT}",
+ "POST /__fire?n=8&gap=10\n$::other",
+ "POST /__fire?n=8\n$::chat",
+ "POST /__fire?n=8&gap=10\n$::other",
+ "POST /__fire?n=8\n$::chat",
+ "GET /__redis/replicaof?port=no",
+ "GET /__redis/keys",
+ "GET /__error_log"]
+--- response_body_like eval
+["fake-1", "ok",
+ "\nMISS=8\n", "\nHIT=8\n", "\nMISS=8\n", "\nHIT=8\n",
+ "ok", "^keys=1\n",
+ qr/\A(?!.*SET failed.*SET failed).*\[error\] [^\n]*llm_cache: redis "127\.0\.0\.1:\d+" SET failed: error reply "READONLY You can't write against a read only replica\.", Redis stays in use/s]
+--- no_error_log
+times in a row
+GET failed
+--- timeout: 30
+
+
+
+=== TEST 13: a key of the wrong type: the lookup's error reply is an answer, not a failure
+--- http_config
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT pool=1 max_fails=1;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "GET /__redis/wrongtype",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::other",
+ "GET /__error_log"]
+--- response_headers_like eval
+["X-LLM-Cache: MISS", "", "X-LLM-Cache: ERROR", "X-LLM-Cache: ERROR",
+ "X-LLM-Cache: MISS", ""]
+--- response_body_like eval
+["fake-1", "^ok\n", "fake-2", "fake-3", "fake-4",
+ qr/\[error\] [^\n]*llm_cache: redis "127\.0\.0\.1:\d+" GET failed: error reply "WRONGTYPE Operation against a key holding the wrong kind of value", Redis stays in use/]
+--- no_error_log
+times in a row

@@ -45,6 +45,7 @@ use Time::HiRes qw(sleep time);
 our $REAL = 0;
 our $RUNNER;
 our ($RedisPort, $ProviderPort, $ClosedPort, $BlackholeSocket);
+our $RedisProxyPort;
 our ($RedisPid, $ProviderPid);
 our $RedisAuthPort;
 our $RedisPassword    = 'redis-Pa55-for-tests';
@@ -367,6 +368,7 @@ sub _start_provider {
         if ($status && $status == 200) {
             $ProviderPid = $pid;
             $ProviderPort = $port;
+            ($RedisProxyPort) = _slurp($out) =~ /^PROXY (\d+)$/m;
             return;
         }
         sleep 0.05;
@@ -416,6 +418,12 @@ my $LOCATIONS = <<'_EOC_';
         location = /__last       { proxy_pass http://llm_provider/__last; }
         location ^~ /__redis/    { proxy_pass http://llm_provider; }
         location = /__sleep      { proxy_pass http://llm_provider; }
+        location = /__error_log  { alias logs/error.log; default_type text/plain; }
+        location = /__outage {
+            proxy_set_header X-Fire-Port $server_port;
+            proxy_read_timeout 60s;
+            proxy_pass http://llm_provider;
+        }
         location = /__fire {
             proxy_set_header X-Fire-Port $server_port;
             proxy_read_timeout 60s;
@@ -444,7 +452,13 @@ _EOC_
 sub _preprocess {
     my $block = shift;
 
-    my $ok = eval { redis_command('FLUSHALL') };
+    # a block may have left Redis read-only or out of memory on purpose
+    my $ok = eval {
+        redis_commands_at($RedisPort, ['REPLICAOF', 'NO', 'ONE'],
+                          ['CONFIG', 'SET', 'maxmemory', '0'],
+                          ['CONFIG', 'SET', 'maxmemory-policy', 'noeviction'],
+                          ['FLUSHALL']);
+    };
     if (!defined $ok || $ok ne '+OK') {
         die "LLMCacheTest: FLUSHALL failed: " . ($@ || $ok // '') . "\n";
     }
@@ -459,6 +473,11 @@ sub _preprocess {
     my ($status, $body) = provider_request('POST', '/__reset');
     if ($status != 200) {
         die "LLMCacheTest: POST /__reset to the fake provider failed "
+            . "(status $status): $body\n";
+    }
+    ($status, $body) = provider_request('GET', '/__redis/proxy?op=reset');
+    if ($status != 200) {
+        die "LLMCacheTest: resetting the Redis proxy failed "
             . "(status $status): $body\n";
     }
 
@@ -544,6 +563,7 @@ sub _init {
         or die "cannot listen on a black hole port: $!\n";
     $ENV{TEST_NGINX_BLACKHOLE_PORT} = $BlackholeSocket->sockport;
     $ENV{TEST_NGINX_REDIS_PORT}    = $RedisPort;
+    $ENV{TEST_NGINX_REDIS_PROXY_PORT} = $RedisProxyPort;
     $ENV{TEST_NGINX_PROVIDER_PORT} = $ProviderPort;
     $ENV{TEST_NGINX_CLOSED_PORT}   = $ClosedPort;
     $ENV{TEST_NGINX_REDIS_SOCKET}  = "$TmpDir/redis.sock";

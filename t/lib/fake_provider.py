@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import socket
 import urllib.parse
@@ -146,6 +147,171 @@ def redis_command(host, port, *args):
     if isinstance(reply, RedisError):
         raise reply
     return reply
+
+
+# ---------------------------------------------------------- redis proxy ----
+
+class RedisProxy:
+    """A TCP proxy in front of the test Redis that a test can break the way
+    networks break: freeze (sockets stay open, nothing is forwarded: a
+    partition or a failed-over endpoint; connections accepted meanwhile are
+    frozen too), thaw (new connections are forwarded again, frozen ones stay
+    dead) and down/up (every connection closed and connects refused, then
+    listening again on the same port: a Redis restart)."""
+
+    def __init__(self, host, target_port):
+        self.host = host
+        self.target_port = target_port
+        self.lock = threading.Lock()
+        self.conns = {}
+        self.frozen = False
+        self.accepted = 0
+        self.listener = self._listen(0)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _listen(self, port):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.host, port))
+        s.listen(128)
+        return s
+
+    def _accept_loop(self):
+        while True:
+            listener = self.listener
+            if listener is None:
+                time.sleep(0.01)
+                continue
+            try:
+                r, _, _ = select.select([listener], [], [], 0.05)
+                if not r:
+                    continue
+                client, _ = listener.accept()
+            except (OSError, ValueError):
+                continue
+            try:
+                upstream = socket.create_connection(
+                    (self.host, self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            conn = {"c": client, "u": upstream, "frozen": False}
+            with self.lock:
+                conn["frozen"] = self.frozen
+                self.conns[id(conn)] = conn
+                self.accepted += 1
+            threading.Thread(target=self._pump, args=(conn,),
+                             daemon=True).start()
+
+    def _pump(self, conn):
+        c, u = conn["c"], conn["u"]
+        try:
+            while not conn.get("closed"):
+                if conn["frozen"]:
+                    # forward nothing; only notice the client leaving
+                    r, _, _ = select.select([c], [], [], 0.05)
+                    if r and c.recv(1, socket.MSG_PEEK) == b"":
+                        break
+                    time.sleep(0.05)
+                    continue
+                r, _, _ = select.select([c, u], [], [], 0.05)
+                for src in r:
+                    data = src.recv(65536)
+                    if not data:
+                        raise ConnectionResetError()
+                    (u if src is c else c).sendall(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._close(conn)
+
+    def _close(self, conn):
+        conn["closed"] = True
+        for sock in (conn["c"], conn["u"]):
+            try:
+                sock.close()
+            except OSError:
+                pass
+        with self.lock:
+            self.conns.pop(id(conn), None)
+
+    def _all(self):
+        with self.lock:
+            return list(self.conns.values())
+
+    def freeze(self):
+        with self.lock:
+            self.frozen = True
+            self.accepted = 0
+            for conn in self.conns.values():
+                conn["frozen"] = True
+
+    def thaw(self):
+        with self.lock:
+            self.frozen = False
+
+    def down(self):
+        with self.lock:
+            listener, self.listener = self.listener, None
+            self.accepted = 0
+        if listener is not None:
+            listener.close()
+        for conn in self._all():
+            for sock in (conn["c"], conn["u"]):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            conn["closed"] = True
+
+    def up(self):
+        if self.listener is None:
+            self.listener = self._listen(self.port)
+
+    def reset(self):
+        """Between blocks: listening, nothing frozen, frozen ones closed."""
+        self.up()
+        self.thaw()
+        for conn in self._all():
+            if conn["frozen"]:
+                conn["closed"] = True
+
+    def stats(self):
+        with self.lock:
+            conns = list(self.conns.values())
+            return ("proxy accepted=%d open=%d frozen=%d listening=%d\n"
+                    % (self.accepted, len(conns),
+                       sum(1 for x in conns if x["frozen"]),
+                       self.listener is not None)).encode()
+
+    def ping(self, timeout=0.2):
+        """True when Redis answers PING through the proxy."""
+        try:
+            with socket.create_connection((self.host, self.port),
+                                          timeout=timeout) as s:
+                s.sendall(resp_command("PING"))
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def keepalive_report(port):
+    """The loopback TCP connections to `port` (client side) and how many of
+    them have SO_KEEPALIVE on (an established socket with the keepalive
+    timer armed: timer_active 2 in /proc/net/tcp)."""
+    established = keepalive = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            rem_port = int(fields[2].split(":")[1], 16)
+            if rem_port != port or fields[3] != "01":
+                continue
+            established += 1
+            if fields[5].split(":")[0] == "02":
+                keepalive += 1
+    return b"established=%d keepalive=%d\n" % (established, keepalive)
 
 
 # ------------------------------------------------------------- fixtures ----
@@ -342,6 +508,50 @@ class Handler(BaseHTTPRequestHandler):
             self.send_plain(200, b"llm_cache clients=%d\n" % n)
         elif path == "/__fire":
             self.fire(body)
+        elif path == "/__outage":
+            self.outage(body)
+        elif path == "/__redis/proxy":
+            proxy = self.server.proxy
+            op = urllib.parse.parse_qs(self.path.partition("?")[2]).get(
+                "op", [""])[0]
+            if op in ("freeze", "thaw", "down", "up", "reset"):
+                getattr(proxy, op)()
+            self.send_plain(200, proxy.stats())
+        elif path == "/__redis/keepalive":
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            port = int(query.get("port", [self.server.redis_port])[0])
+            self.send_plain(200, keepalive_report(port))
+        elif path == "/__redis/wrongtype":
+            # every entry becomes a list: its GET answers WRONGTYPE
+            host, port = self.server.redis_host, self.server.redis_port
+            try:
+                for key in redis_command(host, port, "KEYS", "llm:*") or []:
+                    redis_command(host, port, "DEL", key)
+                    redis_command(host, port, "RPUSH", key, "x")
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            self.send_plain(200, b"ok\n")
+        elif path in ("/__redis/config", "/__redis/replicaof"):
+            # maxmemory/policy (an OOM Redis) or REPLICAOF (a read-only one)
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            cmds = []
+            if path == "/__redis/config":
+                for k in ("maxmemory", "maxmemory-policy"):
+                    if k in query:
+                        cmds.append(("CONFIG", "SET", k, query[k][0]))
+            elif query.get("port", ["no"])[0] == "no":
+                cmds.append(("REPLICAOF", "NO", "ONE"))
+            else:
+                cmds.append(("REPLICAOF", "127.0.0.1", query["port"][0]))
+            try:
+                for cmd in cmds:
+                    redis_command(self.server.redis_host,
+                                  self.server.redis_port, *cmd)
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            self.send_plain(200, b"ok\n")
         elif path in ("/__redis/pause", "/__redis/kill"):
             # make Redis slow (CLIENT PAUSE) or drop its clients
             query = urllib.parse.parse_qs(self.path.partition("?")[2])
@@ -415,6 +625,92 @@ class Handler(BaseHTTPRequestHandler):
         out = "".join("client %d %s\n" % (i, r) for i, r in enumerate(results))
         out += " ".join("%s=%d" % kv for kv in sorted(counts.items()))
         out += "\nbodies=%d\n" % len(digests)
+        self.send_plain(200, out.encode())
+
+    def outage(self, body):
+        """POST /__outage?mode=down|freeze&ms=MS[&during=1][&settle=MS]
+        [&rounds=N][&within=MS]: after `settle` ms, the Redis proxy goes
+        down (or freezes) for MS ms, with this request sent to nginx (port
+        from X-Fire-Port) one after another meanwhile if during=1; then it
+        comes back, and the request is sent again every 20 ms until its
+        status is not ERROR; all that `rounds` times.  Answers the statuses
+        seen during the outages, recovered_ms for each round (from the
+        first PING Redis answers through the proxy to the start of the
+        first request answered HIT or MISS), whether the slowest was within
+        `within` ms, and the connections the proxy accepted since the last
+        outage began."""
+        query = urllib.parse.parse_qs(self.path.partition("?")[2])
+        mode = query.get("mode", ["down"])[0]
+        ms = int(query.get("ms", ["1000"])[0])
+        during = query.get("during", ["0"])[0] == "1"
+        rounds = int(query.get("rounds", ["1"])[0])
+        within = int(query.get("within", ["0"])[0])
+        path = query.get("path", ["/v1/chat/completions"])[0]
+        port = int(self.headers.get("X-Fire-Port"))
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower().startswith("x-fake-")
+                   or k.lower() in ("authorization", "content-type")}
+        proxy = self.server.proxy
+
+        def status():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                return resp.getheader("X-LLM-Cache", "-")
+            except (OSError, http.client.HTTPException) as e:
+                return "error=%s" % type(e).__name__
+            finally:
+                conn.close()
+
+        def count(seen):
+            counts = {}
+            for st in seen:
+                counts[st] = counts.get(st, 0) + 1
+            return " ".join("%s=%d" % kv for kv in sorted(counts.items()))
+
+        sleep_ms(int(query.get("settle", ["0"])[0]))
+        seen, after, recovered = [], [], []
+        for _ in range(rounds):
+            if mode == "freeze":
+                proxy.freeze()
+            else:
+                proxy.down()
+            end = time.time() + ms / 1000.0
+            while time.time() < end:
+                if during:
+                    seen.append(status())
+                time.sleep(min(0.1, max(0.0, end - time.time())))
+            if mode == "freeze":
+                proxy.thaw()
+            else:
+                proxy.up()
+
+            deadline = time.time() + 10
+            while not proxy.ping() and time.time() < deadline:
+                time.sleep(0.005)
+            t0 = time.time()
+            while time.time() < deadline:
+                t1 = time.time()
+                st = status()
+                after.append(st)
+                if st in ("HIT", "MISS", "HIT_WAITED", "MISS_WAITED"):
+                    recovered.append(int((t1 - t0) * 1000))
+                    break
+                time.sleep(0.02)
+            else:
+                break
+
+        out = "during: %s\n" % (count(seen) or "none")
+        out += "recovered_ms=%s status=%s after: %s\n" % (
+            ",".join(str(r) for r in recovered) or "none",
+            after[-1] if after else "none", count(after))
+        if within:
+            ok = len(recovered) == rounds and max(recovered) <= within
+            out += "within %d ms: %s\n" % (within, "yes" if ok else "no")
+        with proxy.lock:
+            out += "accepted=%d\n" % proxy.accepted
         self.send_plain(200, out.encode())
 
     def provider(self, path, body):
@@ -589,6 +885,7 @@ def main():
     server.redis_host = args.redis_host
     server.redis_port = args.redis_port
     server.verbose = args.verbose
+    server.proxy = RedisProxy(args.redis_host, args.redis_port)
 
     # Block SIGTERM/SIGINT in every thread (the server threads inherit the
     # mask) and wait for them in the main thread, so a signal stops the
@@ -599,6 +896,7 @@ def main():
                               kwargs={"poll_interval": 0.05}, daemon=True)
     runner.start()
 
+    sys.stdout.write("PROXY %d\n" % server.proxy.port)
     sys.stdout.write("READY %d\n" % server.server_address[1])
     sys.stdout.flush()
 
