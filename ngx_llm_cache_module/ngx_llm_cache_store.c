@@ -140,6 +140,9 @@ ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "llm_cache: capture %uz bytes", size);
+
     if (ctx->sse
         && ngx_llm_cache_sse_parse(ctx->sse, buf->pos, size) != NGX_OK)
     {
