@@ -116,7 +116,7 @@ struct ngx_llm_cache_sse_s {
     ngx_uint_t                  finished;
 
     unsigned                    cr:1;           /* an LF after it is eaten */
-    unsigned                    pending:1;      /* field lines not dispatched */
+    unsigned                    pending:1;      /* undispatched field lines */
     unsigned                    has_data:1;
     unsigned                    json_bad:1;
     unsigned                    json_error:1;

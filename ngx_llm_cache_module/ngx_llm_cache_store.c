@@ -37,6 +37,8 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 
     lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
 
+    ctx->sse = NULL;
+
     if (sr->headers_out.status != NGX_HTTP_OK) {
         return 0;
     }
