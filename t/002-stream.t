@@ -24,9 +24,11 @@ our $late_error = qq{event: error\ndata: {"type":"error","error":{"type":"overlo
 our $late_data = qq{data: {"choices":[{"index":0,"delta":{"content":" more"}}]}\n\n};
 our $chat_error = qq{data: {"error":{"message":"The server had an error","type":"server_error"}}\n\ndata: [DONE]\n\n};
 our $pings = qq{event: ping\ndata: {"type": "ping"}\n\n: keep-alive\n\n};
+our $quoted_done = qq{data: {"choices":[{"index":0,"delta":{"content":"data: [DONE]"}}]}\n\n};
 sub esc { my $s = shift; $s =~ s/\n/\\n/g; return $s }
-our ($late_error_h, $late_data_h, $chat_error_h, $pings_h)
-    = map { 'X-Fake-Append: ' . esc($_) } $late_error, $late_data, $chat_error, $pings;
+our ($late_error_h, $late_data_h, $chat_error_h, $pings_h, $quoted_done_h)
+    = map { 'X-Fake-Append: ' . esc($_) }
+          $late_error, $late_data, $chat_error, $pings, $quoted_done;
 
 # the OpenAI chat stream without its last event ("data: [DONE]\n\n")
 our $sse_1_cut = substr($sse_1, 0, -14);
@@ -581,3 +583,26 @@ provider response is not valid "text/event-stream", not stored: no terminal even
  "calls=2\n", "keys=0\n"]
 --- error_log
 provider response is not valid "text/event-stream", not stored: an error event
+
+
+
+=== TEST 27: "data: [DONE]" inside the text of the last event is no terminal event
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers eval
+["X-Fake-Drop: 14\n$::quoted_done_h", "X-Fake-Drop: 14\n$::quoted_done_h", "", ""]
+--- request eval
+["POST /v1/chat/completions\n$::stream",
+ "POST /v1/chat/completions\n$::stream",
+ "GET /__stats",
+ "GET /__redis/keys"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "", ""]
+--- response_body eval
+[$::sse_1_cut . $::quoted_done,
+ $::sse_2_cut . $::quoted_done,
+ "calls=2\n", "keys=0\n"]
+--- error_log
+provider response is not valid "text/event-stream", not stored: no terminal event
