@@ -29,8 +29,8 @@
  *   ping      "ping" as event name or member: ignored anywhere.
  *
  * Complete: no error event, the last event other than a ping is a
- * terminal one (any other event after it fails the stream), and the
- * stream ends on an event boundary.  A data that starts as JSON but does
+ * terminal one (any event after it but a ping or another terminal one
+ * fails the stream), and the stream ends on an event boundary.  A data that starts as JSON but does
  * not parse (or nests deeper than NGX_LLM_CACHE_JSON_MAX_DEPTH) cannot be
  * judged and fails the stream too.
  */
@@ -543,16 +543,17 @@ ngx_llm_cache_sse_dispatch(ngx_llm_cache_sse_t *sse)
     case NGX_LLM_CACHE_SSE_PING:
         break;
 
+    case NGX_LLM_CACHE_SSE_END:
+        /* a gateway may add its own "[DONE]" after the API's end */
+        sse->ended = 1;
+        break;
+
     default:
 
         if (sse->ended) {
             ngx_llm_cache_sse_fail(sse, NGX_DECLINED,
                                    "an event after the terminal one");
             return;
-        }
-
-        if (kind == NGX_LLM_CACHE_SSE_END) {
-            sse->ended = 1;
         }
     }
 

@@ -23,7 +23,7 @@ our $gemini_uri = '/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse
 our $late_error = qq{event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n};
 our $late_data = qq{data: {"choices":[{"index":0,"delta":{"content":" more"}}]}\n\n};
 our $chat_error = qq{data: {"error":{"message":"The server had an error","type":"server_error"}}\n\ndata: [DONE]\n\n};
-our $pings = qq{event: ping\ndata: {"type": "ping"}\n\n: keep-alive\n\n};
+our $pings = qq{event: ping\ndata: {"type": "ping"}\n\n: keep-alive\n\ndata: [DONE]\n\n};
 our $quoted_done = qq{data: {"choices":[{"index":0,"delta":{"content":"data: [DONE]"}}]}\n\n};
 sub esc { my $s = shift; $s =~ s/\n/\\n/g; return $s }
 our ($late_error_h, $late_data_h, $chat_error_h, $pings_h, $quoted_done_h)
@@ -246,7 +246,7 @@ not stored
 
 
 
-=== TEST 12: pings and comments after the terminal event are harmless
+=== TEST 12: pings, comments and a gateway's [DONE] after the terminal event are harmless
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
