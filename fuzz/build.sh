@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds build/fuzz/fuzz_canonical: the libFuzzer harness for the request
-# body canonicalizer and the key builder, with ASan and UBSan.
+# Builds build/fuzz/fuzz_canonical, the libFuzzer harness for the request
+# body canonicalizer and the key builder, and build/fuzz/fuzz_sse, the one
+# for the event-stream parser, with ASan and UBSan.
 #
 #   CC=<clang>            default clang-14, else clang (Debian 12 packages:
 #                         clang-14 libclang-rt-14-dev)
@@ -70,6 +71,17 @@ for src in "$module/ngx_llm_cache_json.c" "$module/ngx_llm_cache_key.c" \
     compile "$src" -fsanitize=fuzzer-no-link "${strict[@]}"
 done
 
+canonical_objs=("${objs[@]}")
+objs=()
+
+# the event-stream parser's harness
+for src in "$module/ngx_llm_cache_sse.c" "$here/fuzz_sse.c"; do
+    compile "$src" -fsanitize=fuzzer-no-link "${strict[@]}"
+done
+
+sse_objs=("${objs[@]}")
+objs=()
+
 # nginx's own code, or the stand-in: sanitized only
 if [ -n "$core" ]; then
     # every pool allocation its own malloc(), so that ASan sees overruns
@@ -85,8 +97,11 @@ fi
 
 compile "$here/ngx_stubs.c" "${strict[@]}"
 
-if ! "$CC" -fsanitize=fuzzer,address,undefined "${objs[@]}" -lyajl -lcrypto \
-        -o "$out/fuzz_canonical.tmp" 2> "$out/link.log"
+if ! "$CC" -fsanitize=fuzzer,address,undefined "${canonical_objs[@]}" \
+        "${objs[@]}" -lyajl -lcrypto -o "$out/fuzz_canonical.tmp" \
+        2> "$out/link.log" \
+    || ! "$CC" -fsanitize=fuzzer,address,undefined "${sse_objs[@]}" \
+        "${objs[@]}" -lyajl -o "$out/fuzz_sse.tmp" 2>> "$out/link.log"
 then
     cat "$out/link.log" >&2
     if grep -q 'libclang_rt.fuzzer' "$out/link.log"; then
@@ -97,4 +112,5 @@ then
 fi
 
 mv -f "$out/fuzz_canonical.tmp" "$out/fuzz_canonical"
-echo "fuzz/build.sh: built $out/fuzz_canonical ($using)"
+mv -f "$out/fuzz_sse.tmp" "$out/fuzz_sse"
+echo "fuzz/build.sh: built $out/fuzz_canonical and $out/fuzz_sse ($using)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# fuzz/run.sh [seconds=60]: builds the harness (fuzz/build.sh) and fuzzes
-# for that long, one process, on a scratch copy of fuzz/corpus/canonical
-# (the committed corpus does not grow).  Prints one summary line; on a
+# fuzz/run.sh [seconds=60]: builds the harnesses (fuzz/build.sh) and fuzzes
+# one for that long, one process, on a scratch copy of its corpus
+# fuzz/corpus/<target> (the committed corpus does not grow).
+# FUZZ_TARGET=canonical (default: the request body canonicalizer) or sse
+# (the event-stream parser).  Prints one summary line; on a
 # finding exits non-zero with the report, the input is in
 # build/fuzz/findings/.  FUZZ_ARGS="..." adds libFuzzer flags.
 set -euo pipefail
@@ -10,20 +12,21 @@ secs=${1:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 out=${BUILD_DIR:-$repo/build}/fuzz
+target=${FUZZ_TARGET:-canonical}
 log="$out/run.log"
 
 "$here/build.sh"
 
 rm -rf "$out/work"
 mkdir -p "$out/work" "$out/findings"
-cp "$here"/corpus/canonical/* "$out/work/"
+cp "$here"/corpus/"$target"/* "$out/work/"
 
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 rc=0
 # shellcheck disable=SC2086
-"$out/fuzz_canonical" -max_total_time="$secs" -max_len=65536 -timeout=10 \
-    -rss_limit_mb=2048 -dict="$here/canonical.dict" -print_final_stats=1 \
+"$out/fuzz_$target" -max_total_time="$secs" -max_len=65536 -timeout=10 \
+    -rss_limit_mb=2048 -dict="$here/$target.dict" -print_final_stats=1 \
     -artifact_prefix="$out/findings/" ${FUZZ_ARGS:-} "$out/work" \
     > "$log" 2>&1 || rc=$?
 

@@ -12,6 +12,7 @@
  * through as it comes (SSE included), keeps a copy while the response is
  * storable, and stores it once the subrequest's last buffer has passed:
  * a response that never reaches last_in_chain was cut and is not stored.
+ * What is storable and how it is judged is ngx_llm_cache_store.c's.
  */
 
 
@@ -19,30 +20,16 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <yajl/yajl_parse.h>
-
 #include "ngx_llm_cache_module.h"
-
-
-/* an SSE stream is complete when one of these ends it */
-#define NGX_LLM_CACHE_SSE_TAIL  512
 
 
 static ngx_int_t ngx_llm_cache_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_llm_cache_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
-static ngx_uint_t ngx_llm_cache_storable(ngx_http_request_t *sr,
-    ngx_llm_cache_ctx_t *ctx);
 static ngx_uint_t ngx_llm_cache_intercepted(ngx_http_request_t *sr,
     ngx_http_request_t *r);
 static ngx_int_t ngx_llm_cache_copy_headers(ngx_http_request_t *r,
     ngx_http_request_t *sr);
-static ngx_int_t ngx_llm_cache_capture(ngx_http_request_t *sr,
-    ngx_llm_cache_ctx_t *ctx, ngx_buf_t *buf);
-static void ngx_llm_cache_store(ngx_http_request_t *sr,
-    ngx_llm_cache_ctx_t *ctx);
-static ngx_uint_t ngx_llm_cache_body_valid(ngx_llm_cache_ctx_t *ctx,
-    ngx_str_t *body);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -57,13 +44,6 @@ static ngx_str_t  ngx_llm_cache_status_names[] = {
     ngx_string("ERROR"),
     ngx_string("HIT_WAITED"),
     ngx_string("MISS_WAITED")
-};
-
-
-static ngx_str_t  ngx_llm_cache_sse_ends[] = {
-    ngx_string("data: [DONE]"),
-    ngx_string("event: message_stop"),
-    ngx_null_string
 };
 
 
@@ -172,79 +152,6 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
-}
-
-
-static ngx_uint_t
-ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
-{
-    ngx_str_t                 *type, media;
-    ngx_uint_t                 i;
-    ngx_list_part_t           *part;
-    ngx_table_elt_t           *h;
-    ngx_llm_cache_loc_conf_t  *lcf;
-
-    lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
-
-    if (sr->headers_out.status != NGX_HTTP_OK) {
-        return 0;
-    }
-
-    type = &sr->headers_out.content_type;
-
-    ngx_llm_cache_media_type(type, &media);
-
-    ctx->provider_sse = ngx_llm_cache_header_is(&media, "text/event-stream");
-
-    if (!ctx->provider_sse
-        && !ngx_llm_cache_header_is(&media, "application/json"))
-    {
-        return 0;
-    }
-
-    if (sr->headers_out.content_length_n > (off_t) lcf->max_size) {
-        return 0;
-    }
-
-    part = &sr->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        /* an encoded body would be replayed without its encoding */
-
-        if (ngx_llm_cache_header_is(&h[i].key, "Content-Encoding")
-            && !ngx_llm_cache_header_is(&h[i].value, "identity"))
-        {
-            return 0;
-        }
-
-        if (ngx_llm_cache_header_is(&h[i].key, "Cache-Control")
-            && (ngx_llm_cache_header_has(&h[i].value, "no-store")
-                || ngx_llm_cache_header_has(&h[i].value, "private")))
-        {
-            return 0;
-        }
-    }
-
-    ctx->provider_status = sr->headers_out.status;
-    ctx->provider_content_type = *type;
-
-    return 1;
 }
 
 
@@ -472,165 +379,4 @@ ngx_llm_cache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     return rc;
-}
-
-
-static ngx_int_t
-ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
-    ngx_buf_t *buf)
-{
-    size_t                     size;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl;
-    ngx_llm_cache_loc_conf_t  *lcf;
-
-    if (!ngx_buf_in_memory(buf)) {
-        return ngx_buf_special(buf) ? NGX_OK : NGX_DECLINED;
-    }
-
-    size = buf->last - buf->pos;
-
-    if (size == 0) {
-        return NGX_OK;
-    }
-
-    lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
-
-    if (ctx->captured_size + size > lcf->max_size) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
-                       "llm_cache: response is over %uz, not stored",
-                       lcf->max_size);
-        return NGX_DECLINED;
-    }
-
-    b = ngx_create_temp_buf(sr->pool, size);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->last = ngx_cpymem(b->pos, buf->pos, size);
-
-    cl = ngx_alloc_chain_link(sr->pool);
-    if (cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    *ctx->captured_last = cl;
-    ctx->captured_last = &cl->next;
-    ctx->captured_size += size;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
-{
-    time_t                     ttl;
-    ngx_int_t                  rc;
-    ngx_str_t                  value, entry, body;
-    ngx_llm_cache_loc_conf_t  *lcf;
-
-    ctx->stored = 1;
-
-    lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
-
-    /* evaluated on the subrequest, so a map can use $upstream_... */
-
-    if (ngx_http_complex_value(sr, lcf->ttl, &value) != NGX_OK) {
-        return;
-    }
-
-    ttl = ngx_parse_time(&value, 1);
-
-    if (ttl == (time_t) NGX_ERROR) {
-        ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
-                      "llm_cache: invalid llm_cache_ttl value \"%V\", "
-                      "response not stored", &value);
-        return;
-    }
-
-    if (ttl == 0) {
-        return;
-    }
-
-    if (ngx_llm_cache_entry_encode(sr->pool, ctx->provider_status,
-                                   &ctx->provider_content_type, ngx_time(),
-                                   ctx->captured, ctx->captured_size, &entry)
-        != NGX_OK)
-    {
-        return;
-    }
-
-    body.data = entry.data + entry.len - ctx->captured_size;
-    body.len = ctx->captured_size;
-
-    if (!ngx_llm_cache_body_valid(ctx, &body)) {
-        ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
-                      "llm_cache: provider response is not valid \"%V\", "
-                      "not stored", &ctx->provider_content_type);
-        return;
-    }
-
-    rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, ttl,
-                                 ctx->lock_held ? &ctx->lock_key : NULL,
-                                 &ctx->lock_token);
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
-                   "llm_cache: store \"%V\" %uz bytes rc:%i",
-                   &ctx->key, entry.len, rc);
-
-    if (rc == NGX_OK) {
-        /* the unlock went right behind the entry */
-        ctx->lock_held = 0;
-    }
-}
-
-
-/* JSON must parse; an event stream must have seen its terminal event */
-
-static ngx_uint_t
-ngx_llm_cache_body_valid(ngx_llm_cache_ctx_t *ctx, ngx_str_t *body)
-{
-    u_char       *tail;
-    ngx_str_t    *end;
-    yajl_handle   h;
-    yajl_status   st;
-
-    if (ctx->provider_sse) {
-        tail = body->data;
-
-        if (body->len > NGX_LLM_CACHE_SSE_TAIL) {
-            tail = body->data + body->len - NGX_LLM_CACHE_SSE_TAIL;
-        }
-
-        for (end = ngx_llm_cache_sse_ends; end->len; end++) {
-            if (ngx_strlcasestrn(tail, body->data + body->len, end->data,
-                                 end->len - 1)
-                != NULL)
-            {
-                return 1;
-            }
-        }
-
-        return 0;
-    }
-
-    h = yajl_alloc(NULL, NULL, NULL);
-    if (h == NULL) {
-        return 0;
-    }
-
-    st = yajl_parse(h, body->data, body->len);
-
-    if (st == yajl_status_ok) {
-        st = yajl_complete_parse(h);
-    }
-
-    yajl_free(h);
-
-    return st == yajl_status_ok;
 }

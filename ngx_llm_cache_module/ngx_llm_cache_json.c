@@ -1185,3 +1185,28 @@ ngx_llm_cache_json_exclude_add(ngx_pool_t *pool, ngx_array_t *exclude,
 
     return NGX_OK;
 }
+
+
+/* a provider's JSON answer is stored only if it parses */
+
+ngx_uint_t
+ngx_llm_cache_json_valid(u_char *p, size_t len)
+{
+    yajl_handle  h;
+    yajl_status  st;
+
+    h = yajl_alloc(NULL, NULL, NULL);
+    if (h == NULL) {
+        return 0;
+    }
+
+    st = yajl_parse(h, p, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    return st == yajl_status_ok;
+}

@@ -59,5 +59,7 @@ ngx_int_t ngx_llm_cache_json_get_string(ngx_llm_cache_json_t *object,
 ngx_int_t ngx_llm_cache_json_exclude_add(ngx_pool_t *pool,
     ngx_array_t *exclude, ngx_str_t *path);
 
+ngx_uint_t ngx_llm_cache_json_valid(u_char *p, size_t len);
+
 
 #endif /* _NGX_LLM_CACHE_JSON_H_INCLUDED_ */

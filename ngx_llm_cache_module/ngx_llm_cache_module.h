@@ -15,6 +15,7 @@
 
 #include "ngx_llm_cache_redis.h"
 #include "ngx_llm_cache_json.h"
+#include "ngx_llm_cache_sse.h"
 
 
 /* the version of the key derivation and of the stored entry format */
@@ -95,6 +96,7 @@ typedef struct {
     ngx_chain_t                   *captured;
     ngx_chain_t                  **captured_last;
     size_t                         captured_size;
+    ngx_llm_cache_sse_t           *sse;           /* judges an SSE answer */
 
     ngx_uint_t                     provider_status;
     ngx_uint_t                     provider_error;  /* main answers it */
@@ -130,6 +132,13 @@ ngx_int_t ngx_llm_cache_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_llm_cache_set_status_header(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
 ngx_str_t *ngx_llm_cache_status_name(ngx_llm_cache_ctx_t *ctx);
+
+/* ngx_llm_cache_store.c */
+ngx_uint_t ngx_llm_cache_storable(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx);
+ngx_int_t ngx_llm_cache_capture(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx, ngx_buf_t *buf);
+void ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx);
 
 /* ngx_llm_cache_header.c */
 ngx_uint_t ngx_llm_cache_header_is(ngx_str_t *s, char *name);

@@ -339,6 +339,35 @@ def substitute_id_sse(event, n):
     return b"\n".join(lines)
 
 
+def header_bytes(value):
+    """A header value with backslash escapes (\\n, \\r, \\xNN) decoded."""
+    return value.encode("latin-1").decode("unicode_escape").encode("latin-1")
+
+
+def reshape_sse(h, events):
+    """X-Fake-Drop, -Append, -Newline and -Chunk: the stream's bytes
+    changed (in this order), then sent in pieces of -Chunk bytes (else one
+    chunk per event)."""
+    append = h.get("X-Fake-Append")
+    drop = header_int(h, "X-Fake-Drop")
+    newline = (h.get("X-Fake-Newline") or "").strip().lower()
+    piece = header_int(h, "X-Fake-Chunk")
+    if append is None and not drop and not newline and not piece:
+        return events
+    body = b"".join(events)
+    if drop:
+        body = body[:max(0, len(body) - drop)]
+    if append is not None:
+        body += header_bytes(append)
+    if newline == "crlf":
+        body = body.replace(b"\n", b"\r\n")
+    elif newline == "cr":
+        body = body.replace(b"\n", b"\r")
+    if piece and piece > 0:
+        return [body[i:i + piece] for i in range(0, len(body), piece)]
+    return split_events(body)
+
+
 def pad_json(body, size):
     brace = body.find(b"{")
     if brace < 0:
@@ -740,6 +769,31 @@ class Handler(BaseHTTPRequestHandler):
             data = (b'{"error":{"message":"Unknown request URL: GET %s","type":'
                     b'"invalid_request_error","param":null,"code":"unknown_url"}}'
                     % path.encode("utf-8", "replace"))
+        elif h.get("X-Fake-Fixture"):
+            rel = h.get("X-Fake-Fixture").strip()
+            if rel.startswith("/") or ".." in rel.split("/"):
+                rel = "-"
+            data = self.load_fixture(rel)
+            stream = rel.endswith(".sse")
+        elif path.endswith(":streamGenerateContent"):
+            stream = True
+            data = self.load_fixture("gemini/stream-generate-content.sse")
+        elif path.endswith("/chat-messages"):
+            if self.wants_stream(body, "response_mode", "streaming"):
+                stream = True
+                data = self.load_fixture(
+                    "dify/chat-messages-response-stream.sse")
+            else:
+                data = self.load_fixture("dify/chat-messages-response.json")
+        elif path.endswith("/responses"):
+            if self.wants_stream(body):
+                stream = True
+                data = self.load_fixture("openai/responses-response-stream.sse")
+            else:
+                data = self.load_fixture("openai/responses-response.json")
+        elif path.endswith("/messages") and self.wants_stream(body):
+            stream = True
+            data = self.load_fixture("anthropic/messages-response-stream.sse")
         elif path.endswith("/chat/completions"):
             if self.wants_stream(body):
                 stream = True
@@ -815,12 +869,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
 
-        events = split_events(data)
+        events = [substitute_id_sse(ev, n) for ev in split_events(data)]
+        events = reshape_sse(h, events)
         if cut is not None and cut <= 0:
             self.abort()
             return
         for i, ev in enumerate(events):
-            ev = substitute_id_sse(ev, n)
             if chunked:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
             else:
@@ -838,12 +892,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
-    def wants_stream(self, body):
+    def wants_stream(self, body, member="stream", value=True):
         try:
             obj = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            return bool(STREAM_TRUE_RE.search(body))
-        return isinstance(obj, dict) and obj.get("stream") is True
+            return member == "stream" and bool(STREAM_TRUE_RE.search(body))
+        return isinstance(obj, dict) and obj.get(member) == value \
+            and type(obj.get(member)) is type(value)
 
     def load_fixture(self, rel):
         try:
