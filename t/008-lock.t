@@ -195,3 +195,54 @@ X-Fake-Delay: 800
 ["\\A(?!.*cache=MISS sha256=\\w+ wait)(?:.*?cache=HIT_WAITED sha256=\\w+ wait=0\\.[1-9]\\d\\d\n){2}.*HIT_WAITED=2 MISS=1\nbodies=1\n\\z",
  "^calls=1\n\\z"]
 --- timeout: 20
+
+
+
+=== TEST 11: a miss that takes the lock just after the leader stored and let it go answers the entry: one provider call
+The look-up misses; then the entry is stored and the lock removed, and
+only then does the SET NX run: /__redis/race takes the entry out and
+puts it back (with the unlock) in one script queued behind a pause of
+Redis writes, so the look-up passes and the SET NX queues behind it.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_lock on;
+        llm_cache_redis_timeout 3s;
+    }
+--- more_headers
+Content-Type: application/json
+--- request eval
+["POST /v1/chat/completions\n$::chat", "GET /__redis/race?ms=300",
+ "POST /v1/chat/completions\n$::chat", "GET /__stats", "GET /__redis/keys"]
+--- response_headers_like eval
+["X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', "^ok\n\\z", '"id":"fake-1"', "^calls=1\n\\z",
+ "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+
+
+
+=== TEST 12: the same race for a waiter: the lock it takes after waiting was the leader's, gone with its entry: HIT_WAITED
+/__redis/race?hold=1 leaves another's lock in place of the entry, so the
+request waits; 500 ms later the entry and the unlock queue behind a pause
+of writes: the waiter's next look-up misses, its SET NX then finds the
+lock free.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_lock on;
+        llm_cache_redis_timeout 3s;
+        add_header X-Lock-Wait $llm_cache_lock_wait always;
+    }
+--- more_headers
+Content-Type: application/json
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "GET /__redis/race?ms=300&after=500&hold=1",
+ "POST /v1/chat/completions\n$::chat", "GET /__stats", "GET /__redis/keys"]
+--- response_headers_like eval
+["X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT_WAITED", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', "^ok\n\\z", '"id":"fake-1"', "^calls=1\n\\z",
+ "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+--- timeout: 10
