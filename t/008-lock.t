@@ -246,3 +246,25 @@ Content-Type: application/json
 ['"id":"fake-1"', "^ok\n\\z", '"id":"fake-1"', "^calls=1\n\\z",
  "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
 --- timeout: 10
+
+
+
+=== TEST 13: the lock's token is 16 random bytes in hex
+X-Fake-Locks: the provider answers with the values of the "*:lock" keys
+as it sees them while the leader calls it.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_lock on;
+    }
+--- more_headers eval
+["Content-Type: application/json\nX-Fake-Locks: 1",
+ "Content-Type: application/json\nX-Fake-Locks: 1\nAuthorization: Bearer sk-other",
+ "", ""]
+--- request eval
+["POST /v1/chat/completions\n$::chat", "POST /v1/chat/completions\n$::chat",
+ "GET /__stats", "GET /__redis/keys"]
+--- response_headers_like eval
+["X-Fake-Locks: [0-9a-f]{32}", "X-Fake-Locks: [0-9a-f]{32}", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', '"id":"fake-2"', "^calls=2\n\\z", "^keys=2\n"]

@@ -539,6 +539,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type or "application/json")
         if cache_control is not None:
             self.send_header("Cache-Control", cache_control)
+        if h.get("X-Fake-Locks"):
+            self.send_header("X-Fake-Locks", self.redis_locks())
         if status in (204, 304) or status < 200:
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -555,6 +557,16 @@ class Handler(BaseHTTPRequestHandler):
             self.abort()
             return
         self.wfile.write(data)
+
+    def redis_locks(self):
+        """The values of the "*:lock" keys in Redis: the leader's token."""
+        host, port = self.server.redis_host, self.server.redis_port
+        try:
+            keys = sorted(redis_command(host, port, "KEYS", "*:lock"))
+            vals = [redis_command(host, port, "GET", k) or b"-" for k in keys]
+        except (OSError, RedisError) as e:
+            return "error %s" % e
+        return " ".join(v.decode("utf-8", "replace") for v in vals) or "none"
 
     def send_sse(self, n, data, cut, cache_control, content_type):
         h = self.headers
