@@ -585,6 +585,7 @@ wait lets nginx log the close before the first check of the log.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
     }
 --- more_headers eval
 ["Content-Length: " . length($::chat), "", "", ""]
@@ -614,6 +615,7 @@ at Redis past the answer.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
     }
 --- more_headers eval
 ["X-Fake-Delay: 2500", "", "", "", "", "", "", ""]

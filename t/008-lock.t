@@ -8,6 +8,8 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # provider themselves when the leader fails or llm_cache_lock_timeout
 # passes (MISS_WAITED).  /__fire sends N concurrent clients through nginx
 # and reports each one's cache status and a digest of its body.
+# Redis gets 1 s (llm_cache_redis_timeout) where the default 50 ms would
+# turn look-ups into ERROR on a loaded machine.
 
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
 our $stream = LLMCacheTest::request_body('openai/chat-request-stream.json');
@@ -22,6 +24,7 @@ __DATA__
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
     }
 --- more_headers
 Content-Type: application/json
@@ -38,6 +41,7 @@ X-Fake-Delay: 600
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -57,6 +61,7 @@ X-Fake-Delay: 600
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -74,6 +79,7 @@ X-Fake-Event-Delay: 50
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -94,6 +100,7 @@ X-Fake-Fail-First: 500
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
         llm_cache_lock_timeout 300ms;
     }
@@ -114,6 +121,7 @@ waited llm_cache_lock_timeout for another request's answer
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
         llm_cache_ttl 55s;
     }
@@ -133,6 +141,7 @@ Content-Type: application/json
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -185,6 +194,7 @@ look again (10 ms), in seconds with milliseconds.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
         add_header X-Lock-Wait $llm_cache_lock_wait always;
     }
@@ -209,7 +219,7 @@ Redis writes, so the look-up passes and the SET NX queues behind it.
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_lock on;
-        llm_cache_redis_timeout 3s;
+        llm_cache_redis_timeout 1s;
     }
 --- more_headers
 Content-Type: application/json
@@ -233,7 +243,7 @@ lock free.
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_lock on;
-        llm_cache_redis_timeout 3s;
+        llm_cache_redis_timeout 1s;
         add_header X-Lock-Wait $llm_cache_lock_wait always;
     }
 --- more_headers
@@ -257,6 +267,7 @@ as it sees them while the leader calls it.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers eval

@@ -39,6 +39,7 @@ http {
     access_log off;
     upstream llm_provider { server 127.0.0.1:$LLMCacheTest::ProviderPort; }
     llm_cache_redis 127.0.0.1:$LLMCacheTest::RedisPort pool=2;
+    llm_cache_redis_timeout 1s;
     server {
         listen 127.0.0.1:$p;
         location /v1/ {
