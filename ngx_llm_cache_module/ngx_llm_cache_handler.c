@@ -23,15 +23,6 @@
 static void ngx_llm_cache_body_handler(ngx_http_request_t *r);
 static void ngx_llm_cache_lookup(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
-static void ngx_llm_cache_lookup_done(void *data, ngx_int_t rc,
-    ngx_str_t *value);
-static void ngx_llm_cache_lock(ngx_http_request_t *r,
-    ngx_llm_cache_ctx_t *ctx);
-static void ngx_llm_cache_lock_done(void *data, ngx_int_t rc,
-    ngx_str_t *value);
-static void ngx_llm_cache_wait(ngx_http_request_t *r,
-    ngx_llm_cache_ctx_t *ctx);
-static void ngx_llm_cache_wait_handler(ngx_event_t *ev);
 static void ngx_llm_cache_cleanup(void *data);
 static ngx_int_t ngx_llm_cache_send_entry(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *value);
@@ -189,9 +180,12 @@ ngx_llm_cache_lookup(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
 }
 
 
-/* called from the Redis connection's event handlers, not the request's */
+/*
+ * Called from the Redis connection's event handlers, not the request's,
+ * and with the outcome of the lock (ngx_llm_cache_lock.c)
+ */
 
-static void
+void
 ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
 {
     ngx_llm_cache_ctx_t  *ctx = data;
@@ -209,6 +203,9 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
     switch (rc) {
 
     case NGX_OK:
+        /* found by the look-up after taking the lock: no need of it */
+        ngx_llm_cache_lock_release(ctx);
+
         rc = ngx_llm_cache_send_entry(r, ctx, value);
 
         if (rc == NGX_DECLINED) {
@@ -224,8 +221,8 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
         break;
 
     case NGX_DECLINED:
-        if (lcf->lock) {
-            ngx_llm_cache_lock(r, ctx);
+        if (lcf->lock && ngx_llm_cache_lock_take(r, ctx) == NGX_OK) {
+            /* the entry, a miss with the lock, or an error comes here */
             break;
         }
 
@@ -233,158 +230,10 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
         break;
 
     default:
+        ngx_llm_cache_lock_release(ctx);
         ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_ERROR, 0);
         break;
     }
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-/*
- * Miss coalescing: the first miss for a key takes "<key>:lock" in Redis
- * (SET NX PX, shared by every worker and gateway on that Redis) and goes
- * to the provider; the others wait on a timer and look again until the
- * entry is there, the lock is free to take, or llm_cache_lock_timeout.
- */
-
-static void
-ngx_llm_cache_lock(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
-{
-    u_char                    *p;
-    ngx_llm_cache_loc_conf_t  *lcf;
-
-    static ngx_uint_t          serial;
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
-
-    if (ctx->lock_key.data == NULL) {
-        ctx->lock_key.len = ctx->key.len + sizeof(":lock") - 1;
-        ctx->lock_key.data = ngx_pnalloc(r->pool, ctx->lock_key.len);
-        if (ctx->lock_key.data == NULL) {
-            goto failed;
-        }
-
-        p = ngx_cpymem(ctx->lock_key.data, ctx->key.data, ctx->key.len);
-        ngx_memcpy(p, ":lock", sizeof(":lock") - 1);
-
-        /* names the holder, so only it removes the lock */
-
-        ctx->lock_token.data = ngx_pnalloc(r->pool, 3 * NGX_INT_T_LEN + 3);
-        if (ctx->lock_token.data == NULL) {
-            goto failed;
-        }
-
-        ctx->lock_token.len = ngx_sprintf(ctx->lock_token.data, "%P-%ui-%xi",
-                                          ngx_pid, ++serial,
-                                          (ngx_int_t) ngx_random())
-                              - ctx->lock_token.data;
-    }
-
-    ctx->op = ngx_llm_cache_redis_lock(lcf->redis, &ctx->lock_key,
-                                       &ctx->lock_token, lcf->lock_timeout,
-                                       lcf->redis_timeout,
-                                       ngx_llm_cache_lock_done, ctx,
-                                       r->connection->log);
-    if (ctx->op != NULL) {
-        return;
-    }
-
-failed:
-
-    /* no lock to be had: each miss goes on its own, as without the lock */
-
-    ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS, 1);
-}
-
-
-static void
-ngx_llm_cache_lock_done(void *data, ngx_int_t rc, ngx_str_t *value)
-{
-    ngx_llm_cache_ctx_t  *ctx = data;
-
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    ctx->op = NULL;
-
-    switch (rc) {
-
-    case NGX_OK:
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                       "llm_cache: took lock \"%V\"", &ctx->lock_key);
-
-        ctx->lock_held = 1;
-        ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS, 1);
-        break;
-
-    case NGX_DECLINED:
-        ngx_llm_cache_wait(r, ctx);
-        break;
-
-    default:
-        ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_ERROR, 0);
-        break;
-    }
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_llm_cache_wait(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
-{
-    ngx_msec_t                 delay;
-    ngx_msec_int_t             left;
-    ngx_llm_cache_loc_conf_t  *lcf;
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
-
-    if (!ctx->waited) {
-        ctx->waited = 1;
-        ctx->wait_start = ngx_current_msec;
-        ctx->wait_delay = NGX_LLM_CACHE_WAIT_MIN;
-    }
-
-    left = (ngx_msec_int_t) (ctx->wait_start + lcf->lock_timeout
-                             - ngx_current_msec);
-
-    if (left <= 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "llm_cache: waited llm_cache_lock_timeout for "
-                      "another request's answer, going to the provider");
-        ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS, 1);
-        return;
-    }
-
-    /* look often at first: most answers take a second or two */
-
-    delay = ngx_min(ctx->wait_delay, (ngx_msec_t) left);
-    ctx->wait_delay = ngx_min(ctx->wait_delay * 2, NGX_LLM_CACHE_WAIT_MAX);
-
-    ctx->wait_timer.handler = ngx_llm_cache_wait_handler;
-    ctx->wait_timer.data = ctx;
-    ctx->wait_timer.log = r->connection->log;
-
-    ngx_add_timer(&ctx->wait_timer, delay);
-}
-
-
-static void
-ngx_llm_cache_wait_handler(ngx_event_t *ev)
-{
-    ngx_llm_cache_ctx_t  *ctx = ev->data;
-
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    ngx_llm_cache_lookup(r, ctx);
 
     ngx_http_run_posted_requests(c);
 }
@@ -422,26 +271,13 @@ ngx_llm_cache_cleanup(void *data)
 {
     ngx_llm_cache_ctx_t  *ctx = data;
 
-    ngx_llm_cache_loc_conf_t  *lcf;
-
     if (ctx->op) {
         ngx_llm_cache_redis_cancel(ctx->op);
         ctx->op = NULL;
     }
 
-    if (ctx->wait_timer.timer_set) {
-        ngx_del_timer(&ctx->wait_timer);
-    }
-
-    if (ctx->lock_held) {
-        /* nothing was stored: let a waiter take over at once */
-        ctx->lock_held = 0;
-
-        lcf = ngx_http_get_module_loc_conf(ctx->request,
-                                           ngx_llm_cache_module);
-        ngx_llm_cache_redis_unlock(lcf->redis, &ctx->lock_key,
-                                   &ctx->lock_token);
-    }
+    /* nothing was stored: let a waiter take over at once */
+    ngx_llm_cache_lock_cleanup(ctx);
 }
 
 

@@ -112,6 +112,7 @@ typedef struct {
     unsigned                       waited:1;
     unsigned                       wait_over:1;
     unsigned                       redirected:1;
+    unsigned                       lock_timed_out:1;
 } ngx_llm_cache_ctx_t;
 
 
@@ -122,6 +123,13 @@ extern ngx_module_t  ngx_llm_cache_module;
 ngx_int_t ngx_llm_cache_handler(ngx_http_request_t *r);
 ngx_llm_cache_ctx_t *ngx_llm_cache_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_llm_cache_rewrite_handler(ngx_http_request_t *r);
+void ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value);
+
+/* ngx_llm_cache_lock.c */
+ngx_int_t ngx_llm_cache_lock_take(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_lock_release(ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_lock_cleanup(ngx_llm_cache_ctx_t *ctx);
 
 /* ngx_llm_cache_key.c */
 ngx_int_t ngx_llm_cache_build_key(ngx_http_request_t *r,

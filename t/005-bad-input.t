@@ -579,10 +579,13 @@ connection closes, the hit has a Content-Length.
 
 
 === TEST 19: a client that closes in the middle of its body: no provider call, nothing stored
-Half the body of a declared length, then the client gives up.
+Half the body of a declared length, then the client gives up.  The
+timeout is every request's, so it leaves room for a loaded machine; the
+wait lets nginx log the close before the first check of the log.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
     }
 --- more_headers eval
 ["Content-Length: " . length($::chat), "", "", ""]
@@ -591,7 +594,8 @@ Half the body of a declared length, then the client gives up.
  "GET /__stats",
  "GET /__redis/keys",
  "POST /v1/chat/completions\n$::chat"]
---- timeout: 0.5
+--- timeout: 1.5
+--- wait: 0.2
 --- abort
 --- error_code eval
 ["", 200, 200, 200]
@@ -605,26 +609,31 @@ client prematurely closed connection
 
 
 === TEST 20: a client that leaves before the provider answers: nothing stored, the next request works
+The client leaves at the timeout (1.5 s), a second before the provider
+answers (2.5 s); the sleeps (each well within the timeout) take the look
+at Redis past the answer.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
     }
 --- more_headers eval
-["X-Fake-Delay: 1500", "", "", "", "", "", ""]
+["X-Fake-Delay: 2500", "", "", "", "", "", "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
- "GET /__sleep?ms=600",
- "GET /__sleep?ms=600",
+ "GET /__sleep?ms=800",
+ "GET /__sleep?ms=800",
+ "GET /__sleep?ms=800",
  "GET /__stats",
  "GET /__redis/keys",
  "POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
---- timeout: 0.8
+--- timeout: 1.5
 --- abort
 --- error_code eval
-["", 200, 200, 200, 200, 200, 200]
+["", 200, 200, 200, 200, 200, 200, 200]
 --- response_headers eval
-["", "", "", "", "", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT"]
+["", "", "", "", "", "", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT"]
 --- response_body_like eval
-['\A\z', '\Aok\n\z', '\Aok\n\z', '\Acalls=1\n\z', '\Akeys=0\n\z',
- '"id":"fake-2"', '"id":"fake-2"']
+['\A\z', '\Aok\n\z', '\Aok\n\z', '\Aok\n\z', '\Acalls=1\n\z',
+ '\Akeys=0\n\z', '"id":"fake-2"', '"id":"fake-2"']

@@ -8,6 +8,8 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # provider themselves when the leader fails or llm_cache_lock_timeout
 # passes (MISS_WAITED).  /__fire sends N concurrent clients through nginx
 # and reports each one's cache status and a digest of its body.
+# Redis gets 1 s (llm_cache_redis_timeout) where the default 50 ms would
+# turn look-ups into ERROR on a loaded machine.
 
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
 our $stream = LLMCacheTest::request_body('openai/chat-request-stream.json');
@@ -22,6 +24,7 @@ __DATA__
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
     }
 --- more_headers
 Content-Type: application/json
@@ -38,6 +41,7 @@ X-Fake-Delay: 600
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -57,6 +61,7 @@ X-Fake-Delay: 600
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -74,6 +79,7 @@ X-Fake-Event-Delay: 50
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -94,6 +100,7 @@ X-Fake-Fail-First: 500
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
         llm_cache_lock_timeout 300ms;
     }
@@ -114,6 +121,7 @@ waited llm_cache_lock_timeout for another request's answer
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
         llm_cache_ttl 55s;
     }
@@ -133,6 +141,7 @@ Content-Type: application/json
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
     }
 --- more_headers
@@ -180,18 +189,95 @@ Content-Type: application/json
 
 
 === TEST 10: $llm_cache_lock_wait: how long a request waited, only for those that did
+The waits themselves depend on the machine's load: at least the first
+look again (10 ms), in seconds with milliseconds.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
         llm_cache_lock on;
         add_header X-Lock-Wait $llm_cache_lock_wait always;
     }
 --- more_headers
 Content-Type: application/json
-X-Fake-Delay: 800
+X-Fake-Delay: 1500
 --- request eval
 ["POST /__fire?n=3&gap=150\n$::chat", "GET /__stats"]
 --- response_body_like eval
-["\\A(?!.*cache=MISS sha256=\\w+ wait)(?:.*?cache=HIT_WAITED sha256=\\w+ wait=0\\.[1-9]\\d\\d\n){2}.*HIT_WAITED=2 MISS=1\nbodies=1\n\\z",
+["\\A(?!.*cache=MISS sha256=\\w+ wait)(?:.*?cache=HIT_WAITED sha256=\\w+ wait=(?!0\\.00)\\d+\\.\\d\\d\\d\n){2}.*HIT_WAITED=2 MISS=1\nbodies=1\n\\z",
  "^calls=1\n\\z"]
 --- timeout: 20
+
+
+
+=== TEST 11: a miss that takes the lock just after the leader stored and let it go answers the entry: one provider call
+The look-up misses; then the entry is stored and the lock removed, and
+only then does the SET NX run: /__redis/race takes the entry out and
+puts it back (with the unlock) in one script queued behind a pause of
+Redis writes, so the look-up passes and the SET NX queues behind it.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_lock on;
+        llm_cache_redis_timeout 1s;
+    }
+--- more_headers
+Content-Type: application/json
+--- request eval
+["POST /v1/chat/completions\n$::chat", "GET /__redis/race?ms=300",
+ "POST /v1/chat/completions\n$::chat", "GET /__stats", "GET /__redis/keys"]
+--- response_headers_like eval
+["X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', "^ok\n\\z", '"id":"fake-1"', "^calls=1\n\\z",
+ "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+
+
+
+=== TEST 12: the same race for a waiter: the lock it takes after waiting was the leader's, gone with its entry: HIT_WAITED
+/__redis/race?hold=1 leaves another's lock in place of the entry, so the
+request waits; a second later the entry and the unlock queue behind a pause
+of writes: the waiter's next look-up misses, its SET NX then finds the
+lock free.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_lock on;
+        llm_cache_redis_timeout 1s;
+        add_header X-Lock-Wait $llm_cache_lock_wait always;
+    }
+--- more_headers
+Content-Type: application/json
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "GET /__redis/race?ms=300&after=1000&hold=1",
+ "POST /v1/chat/completions\n$::chat", "GET /__stats", "GET /__redis/keys"]
+--- response_headers_like eval
+["X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT_WAITED", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', "^ok\n\\z", '"id":"fake-1"', "^calls=1\n\\z",
+ "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+--- timeout: 10
+
+
+
+=== TEST 13: the lock's token is 16 random bytes in hex
+X-Fake-Locks: the provider answers with the values of the "*:lock" keys
+as it sees them while the leader calls it.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_redis_timeout 1s;
+        llm_cache_lock on;
+    }
+--- more_headers eval
+["Content-Type: application/json\nX-Fake-Locks: 1",
+ "Content-Type: application/json\nX-Fake-Locks: 1\nAuthorization: Bearer sk-other",
+ "", ""]
+--- request eval
+["POST /v1/chat/completions\n$::chat", "POST /v1/chat/completions\n$::chat",
+ "GET /__stats", "GET /__redis/keys"]
+--- response_headers_like eval
+["X-Fake-Locks: [0-9a-f]{32}", "X-Fake-Locks: [0-9a-f]{32}", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', '"id":"fake-2"', "^calls=2\n\\z", "^keys=2\n"]

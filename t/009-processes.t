@@ -39,11 +39,13 @@ http {
     access_log off;
     upstream llm_provider { server 127.0.0.1:$LLMCacheTest::ProviderPort; }
     llm_cache_redis 127.0.0.1:$LLMCacheTest::RedisPort pool=2;
+    llm_cache_redis_timeout 1s;
     server {
         listen 127.0.0.1:$p;
         location /v1/ {
             llm_cache_pass /_llm;
             llm_cache_lock on;
+            llm_cache_lock_timeout 30s;
         }
         location /_llm/ {
             internal;
@@ -143,6 +145,11 @@ sub wait_until {
     return 0;
 }
 
+# a lock in Redis: a leader's request is in nginx and past its look-up
+sub locked {
+    return LLMCacheTest::redis_command('KEYS', '*:lock') eq '*1';
+}
+
 sub error_log {
     open my $f, '<', "$dir/logs/error.log" or return '';
     local $/;
@@ -198,7 +205,7 @@ for my $round (1 .. 3) {
                                'Authorization' => 'Bearer sk-two-gateways');
         exit($st == 200 && $c eq 'MISS' ? 0 : 1);
     }
-    sleep 0.3;
+    ok(wait_until(\&locked, 10), 'gateway A takes the lock');
     my ($st_b, $c_b, $r_b) = post_to($port_b,
                                      'Authorization' => 'Bearer sk-two-gateways');
     waitpid($leader, 0);
@@ -221,7 +228,8 @@ for my $round (1 .. 3) {
 }
 
 # A leader whose client leaves mid-stream frees the lock at once: the
-# waiter takes over (MISS_WAITED) instead of waiting out the lock timeout.
+# waiter takes over (MISS_WAITED) instead of waiting out the lock timeout
+# (30 s; the bound on the wait leaves room for a loaded machine).
 {
     my $stream = LLMCacheTest::request_body('openai/chat-request-stream.json');
     my %auth = ('Authorization' => 'Bearer sk-leader-leaves', -body => $stream);
@@ -245,7 +253,7 @@ for my $round (1 .. 3) {
         close $s;    # gone mid-stream
         exit($got =~ /X-LLM-Cache: MISS\r\n/ ? 0 : 1);
     }
-    sleep 0.3;
+    ok(wait_until(\&locked, 10), 'the leader takes the lock');
     my $t0 = time;
     my ($st, $c, $r) = post(%auth);
     my $waited = time - $t0;
@@ -253,7 +261,7 @@ for my $round (1 .. 3) {
     is($? >> 8, 0, 'the leader streams, then its client leaves');
     is("$st $c", '200 MISS_WAITED',
        'the waiter takes over as soon as the leader is gone');
-    ok($waited < 5, "not after llm_cache_lock_timeout (10s) but when the "
+    ok($waited < 15, "not after llm_cache_lock_timeout (30s) but when the "
        . "leader left (waited ${\ sprintf '%.1f', $waited} s)");
     like($r, qr/data: \[DONE\]/, "the waiter's stream is whole");
     my ($st2, $c2, $r2) = post(%auth);
@@ -270,7 +278,7 @@ if ($pid == 0) {
                             'Authorization' => 'Bearer sk-in-flight');
     exit($st == 200 && $c eq 'MISS' ? 0 : 1);
 }
-sleep 0.5;
+ok(wait_until(\&locked, 10), 'the miss is in nginx');
 my $master = master();
 is(system($nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-s', 'quit'), 0,
    'quit');

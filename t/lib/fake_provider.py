@@ -314,6 +314,58 @@ def keepalive_report(port):
     return b"established=%d keepalive=%d\n" % (established, keepalive)
 
 
+# Puts the one stored entry back "behind" a lock race: see /__redis/race.
+RACE_SCRIPT = ("redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+               "redis.call('DEL', KEYS[2])")
+
+
+def redis_race(host, port, pause, after, hold):
+    keys = [k for k in redis_command(host, port, "KEYS", "*")
+            if not k.endswith(b":lock")]
+    if len(keys) != 1:
+        raise RedisError("want one entry in redis, found %d" % len(keys))
+    key = keys[0]
+    lock = key + b":lock"
+    value = redis_command(host, port, "GET", key)
+    ttl = max(redis_command(host, port, "TTL", key), 1)
+    redis_command(host, port, "DEL", key)
+    if hold:
+        redis_command(host, port, "SET", lock, "race", "PX", "10000")
+
+    s = socket.create_connection((host, port), timeout=10)
+    f = s.makefile("rb")
+
+    def race():
+        try:
+            sleep_ms(after)
+            s.sendall(resp_command("CLIENT", "SETNAME", "llm_race")
+                      + resp_command("CLIENT", "PAUSE", str(pause), "WRITE")
+                      + resp_command("EVAL", RACE_SCRIPT, "2", key, lock,
+                                     value, str(ttl)))
+            resp_read(f)
+            resp_read(f)
+            resp_read(f)    # the script: once the pause is over
+        except (OSError, RedisError):
+            pass
+        finally:
+            f.close()
+            s.close()
+
+    t = threading.Thread(target=race, daemon=True)
+    t.start()
+    if after:
+        return
+
+    # the script must be queued behind the pause before the answer
+    for _ in range(200):
+        out = redis_command(host, port, "CLIENT", "LIST")
+        if any(b" name=llm_race " in line and b" cmd=eval " in line
+               for line in out.split(b"\n")):
+            return
+        sleep_ms(5)
+    raise RedisError("the script did not queue behind CLIENT PAUSE")
+
+
 # ------------------------------------------------------------- fixtures ----
 
 def substitute_id(data, n):
@@ -581,6 +633,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_plain(502, ("redis error: %s\n" % e).encode())
                 return
             self.send_plain(200, b"ok\n")
+        elif path == "/__redis/race":
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            try:
+                redis_race(self.server.redis_host, self.server.redis_port,
+                           int(query.get("ms", ["300"])[0]),
+                           int(query.get("after", ["0"])[0]),
+                           query.get("hold", ["0"])[0] == "1")
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            self.send_plain(200, b"ok\n")
         elif path in ("/__redis/pause", "/__redis/kill"):
             # make Redis slow (CLIENT PAUSE) or drop its clients
             query = urllib.parse.parse_qs(self.path.partition("?")[2])
@@ -832,6 +895,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type or "application/json")
         if cache_control is not None:
             self.send_header("Cache-Control", cache_control)
+        if h.get("X-Fake-Locks"):
+            self.send_header("X-Fake-Locks", self.redis_locks())
         if status in (204, 304) or status < 200:
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -848,6 +913,16 @@ class Handler(BaseHTTPRequestHandler):
             self.abort()
             return
         self.wfile.write(data)
+
+    def redis_locks(self):
+        """The values of the "*:lock" keys in Redis: the leader's token."""
+        host, port = self.server.redis_host, self.server.redis_port
+        try:
+            keys = sorted(redis_command(host, port, "KEYS", "*:lock"))
+            vals = [redis_command(host, port, "GET", k) or b"-" for k in keys]
+        except (OSError, RedisError) as e:
+            return "error %s" % e
+        return " ".join(v.decode("utf-8", "replace") for v in vals) or "none"
 
     def send_sse(self, n, data, cut, cache_control, content_type):
         h = self.headers
