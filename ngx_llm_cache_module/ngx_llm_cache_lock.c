@@ -58,7 +58,7 @@ ngx_llm_cache_lock_take(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
 {
     ngx_llm_cache_loc_conf_t  *lcf;
 
-    if (ctx->lock_held || ctx->lock_timed_out) {
+    if (ctx->lock_held || ctx->lock_given_up) {
         return NGX_DECLINED;
     }
 
@@ -151,6 +151,12 @@ ngx_llm_cache_lock_done(void *data, ngx_int_t rc, ngx_str_t *value)
         ngx_llm_cache_lock_wait(r, ctx);
         return;
 
+    case NGX_ABORT:
+        /* refused (OOM, READONLY): a plain miss, as without the lock */
+        ctx->lock_given_up = 1;
+        ngx_llm_cache_lookup_done(ctx, NGX_DECLINED, NULL);
+        return;
+
     default:
         ngx_llm_cache_lookup_done(ctx, NGX_ERROR, NULL);
         return;
@@ -199,7 +205,7 @@ ngx_llm_cache_lock_wait(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
                       "llm_cache: waited llm_cache_lock_timeout for "
                       "another request's answer, going to the provider");
 
-        ctx->lock_timed_out = 1;
+        ctx->lock_given_up = 1;
         ngx_llm_cache_lookup_done(ctx, NGX_DECLINED, NULL);
         return;
     }

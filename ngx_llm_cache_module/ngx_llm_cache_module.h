@@ -112,7 +112,7 @@ typedef struct {
     unsigned                       waited:1;
     unsigned                       wait_over:1;
     unsigned                       redirected:1;
-    unsigned                       lock_timed_out:1;
+    unsigned                       lock_given_up:1;
 } ngx_llm_cache_ctx_t;
 
 

@@ -1183,7 +1183,7 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     } else if (rr->type == REDIS_REPLY_ERROR) {
         /* an answer all the same: Redis is there and refused this one */
-        rc = NGX_ERROR;
+        rc = NGX_ABORT;
         ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
 
     } else {

@@ -20,8 +20,9 @@ typedef struct ngx_llm_cache_redis_conn_s    ngx_llm_cache_redis_conn_t;
 
 /*
  * rc is NGX_OK with a string or status reply, NGX_DECLINED for a nil
- * reply and NGX_ERROR when Redis failed or did not answer in time; the
- * value lives only during the call
+ * reply, NGX_ABORT for an error reply (OOM, READONLY, WRONGTYPE: Redis is
+ * there and refused the command) and NGX_ERROR when Redis failed or did
+ * not answer in time; the value lives only during the call
  */
 typedef void (*ngx_llm_cache_redis_handler_pt)(void *data, ngx_int_t rc,
     ngx_str_t *value);

@@ -324,3 +324,32 @@ GET failed
  qr/\[error\] [^\n]*llm_cache: redis "127\.0\.0\.1:\d+" GET failed: error reply "WRONGTYPE Operation against a key holding the wrong kind of value", Redis stays in use/]
 --- no_error_log
 times in a row
+
+
+
+=== TEST 14: Redis out of memory with llm_cache_lock on: the refused lock makes a plain miss, not ERROR
+--- http_config
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT pool=2;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_lock on;
+        llm_cache_redis_timeout 1s;
+    }
+--- more_headers
+Content-Type: application/json
+Authorization: Bearer sk-oom-lock
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "GET /__redis/config?maxmemory=1&maxmemory-policy=noeviction",
+ "POST /v1/chat/completions\n$::other",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /__redis/config?maxmemory=0",
+ "GET /__stats"]
+--- response_headers_like eval
+["X-LLM-Cache: MISS", "", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT", "", ""]
+--- response_body_like eval
+["fake-1", "ok", "fake-2", "fake-1", "ok", "^calls=2\n"]
+--- no_error_log
+times in a row
+GET failed
