@@ -22,6 +22,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -46,6 +48,7 @@ client, so the partial body is readable without chunked framing).
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 X-Fake-Hold: 3000
 --- request eval
 "POST /v1/chat/completions HTTP/1.0\n$::stream"
@@ -62,7 +65,7 @@ $::first_event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Event-Delay: 20", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Event-Delay: 20", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -78,7 +81,7 @@ $::first_event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Cut: 3", "", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Cut: 3", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions HTTP/1.0\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -103,6 +106,7 @@ not parsed here: both runners would report the missing last chunk.)
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 X-Fake-Cut: 2
 --- request eval
 "POST /v1/chat/completions\n$::stream"
@@ -118,7 +122,7 @@ llm_cache: provider response is incomplete, closing the client connection
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Cut: 1", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Cut: 1", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions HTTP/1.0\n" . LLMCacheTest::fixture('openai/chat-request.json'),
  "GET /__stats",
@@ -138,7 +142,7 @@ nothing may be stored for it.
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Hold: 1500", "", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Hold: 1500", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions HTTP/1.0\n$::stream",
  "GET /__sleep?ms=600",

@@ -25,6 +25,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=300",
  "POST /v1/chat/completions\n$::chat",
@@ -44,6 +46,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -66,6 +70,8 @@ __DATA__
         llm_cache_pass /_llm;
         llm_cache_lock on;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -88,6 +94,8 @@ __DATA__
         llm_cache_pass /_llm;
     }
 --- log_level: debug
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -113,6 +121,8 @@ Wrong-Pa55-9f3e
         llm_cache_pass /_llm;
         llm_cache_ttl 77s;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=300",
  "POST /v1/chat/completions\n$::chat",
@@ -130,6 +140,8 @@ Wrong-Pa55-9f3e
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -152,6 +164,7 @@ Wrong-Pa55-9f3e
         llm_cache_max_size 8m;
     }
 --- more_headers
+Authorization: Bearer sk-test
 X-Fake-Size: 5000000
 Content-Type: application/json
 --- request eval
@@ -174,6 +187,8 @@ Content-Type: application/json
         llm_cache_pass /_llm;
         llm_cache_redis_timeout 300ms;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /__redis/pause?ms=1000",
@@ -203,6 +218,8 @@ Content-Type: application/json
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=400",
  "POST /v1/chat/completions\n$::chat",
@@ -223,6 +240,8 @@ qr/\[warn\] .*llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row, not u
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /__redis/kill",

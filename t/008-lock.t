@@ -24,6 +24,7 @@ __DATA__
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 600
 --- request eval
@@ -41,6 +42,7 @@ X-Fake-Delay: 600
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 600
 --- request eval
@@ -60,6 +62,7 @@ X-Fake-Delay: 600
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Event-Delay: 50
 --- request eval
@@ -77,6 +80,7 @@ X-Fake-Event-Delay: 50
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 400
 X-Fake-Fail-First: 500
@@ -98,6 +102,7 @@ X-Fake-Fail-First: 500
         llm_cache_lock_timeout 300ms;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 1500
 --- request eval
@@ -118,6 +123,7 @@ waited llm_cache_lock_timeout for another request's answer
         llm_cache_ttl 55s;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /v1/chat/completions\n$::chat", "GET /__redis/keys",
@@ -136,6 +142,7 @@ Content-Type: application/json
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Status: 429
 --- request eval
@@ -157,6 +164,7 @@ X-Fake-Status: 429
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /__fire?n=3&gap=0\n$::chat", "GET /__stats"]
@@ -187,6 +195,7 @@ Content-Type: application/json
         add_header X-Lock-Wait $llm_cache_lock_wait always;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 800
 --- request eval
