@@ -40,7 +40,6 @@ static u_char *ngx_llm_cache_entry_number(u_char *p, u_char *end,
 
 /* NGX_DECLINED (and a log line) for what would be refused when read */
 
-
 ngx_int_t
 ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
     ngx_str_t *content_type, time_t created, ngx_chain_t *body,
@@ -50,6 +49,23 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
     size_t        len;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
+
+    if (ngx_llm_cache_entry_valid(status, content_type) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                      "llm_cache: response with status %ui and content type "
+                      "\"%V\" not stored", status, content_type);
+        return NGX_DECLINED;
+    }
+
+    for (cl = body; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_strlchr(b->pos, b->last, '\0') != NULL) {
+            ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                          "llm_cache: response with a NUL byte not stored");
+            return NGX_DECLINED;
+        }
+    }
 
     len = sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1
           + NGX_INT_T_LEN + 1 + NGX_TIME_T_LEN + 1 + NGX_SIZE_T_LEN + 1
