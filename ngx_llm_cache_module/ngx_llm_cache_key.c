@@ -401,7 +401,8 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
 
     if (ngx_llm_cache_hash_headers(r, h, ngx_llm_cache_credential_headers)
         == 0
-        && ngx_http_arg(r, (u_char *) "key", 3, &value) != NGX_OK)
+        && (ngx_http_arg(r, (u_char *) "key", 3, &value) != NGX_OK
+            || value.len == 0))
     {
         if (!noticed) {
             noticed = 1;
@@ -425,7 +426,7 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
 
 /*
  * each header of the list the request has, by name, in request order;
- * how many there were
+ * how many of them were not empty
  */
 
 static ngx_uint_t
@@ -461,7 +462,10 @@ ngx_llm_cache_hash_headers(ngx_http_request_t *r, ngx_llm_cache_hash_t *h,
             {
                 ngx_llm_cache_hash_field(h, (char *) name->data,
                                          &header[i].value);
-                n++;
+
+                if (header[i].value.len) {
+                    n++;
+                }
             }
         }
     }

@@ -421,18 +421,22 @@ wrong-s3cret-pw
 
 
 
-=== TEST 12: no credential and no llm_cache_namespace: not cached, and a notice says how to cache them
+=== TEST 12: no credential (or empty ones) and no llm_cache_namespace: not cached, and a notice says how to cache them
 --- config
-    location /v1/ {
+    location /v1 {
         llm_cache_pass /_llm;
     }
+--- more_headers eval
+["", "", "Authorization: ", "x-api-key: ", "", "", ""]
 --- request eval
-[("POST /v1/chat/completions\n$::chat") x 2, "GET /__stats",
- "GET /__redis/keys"]
+[("POST /v1/chat/completions\n$::chat") x 4,
+ "POST /v1beta/models/g:generateContent?key=\n$::chat",
+ "GET /__stats", "GET /__redis/keys"]
 --- response_headers eval
-["X-LLM-Cache: BYPASS", "X-LLM-Cache: BYPASS", "", ""]
+[("X-LLM-Cache: BYPASS") x 5, "", ""]
 --- response_body_like eval
-['"id":"fake-1"', '"id":"fake-2"', '\Acalls=2\n\z', '\Akeys=0\n\z']
+['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-3"', '"id":"fake-4"',
+ '"id":"fake-5"', '\Acalls=5\n\z', '\Akeys=0\n\z']
 --- error_log eval
 [qr/\[notice\] .*llm_cache: requests without a credential header are not cached; to cache them, set "llm_cache_namespace" to a variable naming the tenant, or to a fixed string/,
  "llm_cache: request not cached: no credential and no llm_cache_namespace"]
