@@ -60,7 +60,9 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
     for (cl = body; cl; cl = cl->next) {
         b = cl->buf;
 
-        if (ngx_strlchr(b->pos, b->last, '\0') != NULL) {
+        if (b->last > b->pos
+            && memchr(b->pos, '\0', b->last - b->pos) != NULL)
+        {
             ngx_log_error(NGX_LOG_WARN, pool->log, 0,
                           "llm_cache: response with a NUL byte not stored");
             return NGX_DECLINED;
@@ -161,8 +163,10 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
     body->data = p + n;
     body->len = end - body->data;
 
+    /* memchr(): every hit looks through the whole body */
+
     if (ngx_llm_cache_entry_valid(*status, content_type) != NGX_OK
-        || ngx_strlchr(body->data, end, '\0') != NULL)
+        || (body->len && memchr(body->data, '\0', body->len) != NULL))
     {
         return NGX_ERROR;
     }
