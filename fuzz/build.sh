@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# Builds build/fuzz/fuzz_canonical, the libFuzzer harness for the request
-# body canonicalizer and the key builder, and build/fuzz/fuzz_sse, the one
-# for the event-stream parser, with ASan and UBSan.
+# Builds the libFuzzer harnesses, with ASan and UBSan, into build/fuzz/:
+#
+#   fuzz_canonical  the request body canonicalizer and the key builder
+#   fuzz_entry      the stored entry decoder and encoder (bytes from Redis)
+#   fuzz_sse        the event-stream parser that judges a stream complete
+#
+# linked with nginx's own core objects (ngx_palloc.o, ngx_string.o, ...)
+# from an nginx build tree made by scripts/build.sh, with stubs
+# (fuzz/ngx_stubs.c) only for what would pull in the rest of nginx.
 #
 #   CC=<clang>            default clang-14, else clang (Debian 12 packages:
 #                         clang-14 libclang-rt-14-dev)
-#   NGINX_CORE_SRC=<dir>  a full source tree of the same nginx version as
-#                         build/nginx: its pool, array, string and file code
-#                         is linked instead of fuzz/ngx_core_shim.c; default
-#                         build/nginx itself when it is a full tree (Debian's
-#                         nginx-dev has headers only)
+#   NGINX_CORE_SRC=<dir>  a full nginx source tree of the installed version
+#                         (Debian's nginx-dev has headers only); default:
+#                         build/nginx when scripts/build.sh was given one
+#                         (NGINX_SRC=<dir>), else the upstream source of
+#                         Debian's nginx source package, fetched once with
+#                         apt-get into build/fuzz/src (never committed)
 #   BUILD_DIR=<dir>       default build/
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 build=${BUILD_DIR:-$repo/build}
-tree="$build/nginx"
 out="$build/fuzz"
 module="$repo/ngx_llm_cache_module"
 
@@ -31,15 +37,124 @@ if ! command -v "$CC" > /dev/null; then
     exit 1
 fi
 
-# nginx's headers and ngx_auto_config.h, configured with Debian's flags
-if [ ! -f "$tree/objs/ngx_auto_config.h" ]; then
+mkdir -p "$out"
+
+# The upstream nginx source of Debian's nginx-dev, from the deb-src of the
+# apt sources this machine already uses (a private list: the machine's own
+# apt configuration is left as it is).
+fetch_source() {
+    local version upstream apt dst list suites uri
+    version=$(dpkg-query -W -f='${Version}' nginx-dev)
+    upstream=${version%%-*}
+    dst="$out/src/nginx-$upstream"
+
+    if [ -f "$dst/src/core/ngx_palloc.c" ]; then
+        echo "$dst"
+        return
+    fi
+
+    apt="$out/src/apt"
+    rm -rf "$apt" "$dst"
+    mkdir -p "$apt/lists/partial" "$apt/get"
+    list="$apt/sources.list"
+    : > "$list"
+
+    # one-line and deb822 source lists alike: their URIs and suites
+    # shellcheck disable=SC2013
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) \([^ ]*\) .*/deb-src \2 \3 main/p' \
+            "$f" >> "$list"
+    done
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        awk '/^URIs:/ { u = $2 } /^Suites:/ { for (i = 2; i <= NF; i++) s = s " " $i }
+             /^$/ || /^Components:/ { if (u && s) { n = split(s, a, " ");
+                 for (i = 1; i <= n; i++) print "deb-src " u " " a[i] " main" };
+                 if (/^$/) { u = ""; s = "" } }
+             END { if (u && s) { n = split(s, a, " ");
+                 for (i = 1; i <= n; i++) print "deb-src " u " " a[i] " main" } }' \
+            "$f" | sort -u >> "$list"
+    done
+
+    local opts=(-q -o "Dir::Etc::SourceList=$list"
+                -o Dir::Etc::SourceParts=/dev/null
+                -o "Dir::State::Lists=$apt/lists")
+
+    apt-get "${opts[@]}" update > "$apt/update.log" 2>&1 || {
+        cat "$apt/update.log" >&2
+        echo "fuzz/build.sh: apt-get update (deb-src) failed;" \
+             "set NGINX_CORE_SRC to a full nginx $upstream source tree" >&2
+        exit 1
+    }
+
+    # the .dsc or the Debian part may be missing on a mirror: only the
+    # upstream tarball is needed
+    (cd "$apt/get" && apt-get "${opts[@]}" source --download-only \
+         "nginx=$version" > "$apt/source.log" 2>&1 \
+     || apt-get "${opts[@]}" source --download-only nginx \
+         >> "$apt/source.log" 2>&1) || true
+
+    if [ ! -f "$apt/get/nginx_$upstream.orig.tar.gz" ]; then
+        cat "$apt/source.log" >&2
+        echo "fuzz/build.sh: no nginx_$upstream.orig.tar.gz from apt-get" \
+             "source; set NGINX_CORE_SRC to a full nginx $upstream tree" >&2
+        exit 1
+    fi
+
+    mkdir -p "$out/src"
+    tar -xzf "$apt/get/nginx_$upstream.orig.tar.gz" -C "$out/src"
+    echo "$dst"
+}
+
+# a build tree configured by scripts/build.sh from a full source
+tree="$build/nginx"
+
+if [ ! -f "$tree/src/core/ngx_palloc.c" ]; then
+    src=${NGINX_CORE_SRC:-}
+
+    if [ -z "$src" ]; then
+        src=$(fetch_source)
+    fi
+
+    # Debian's configure flags, so that the objects match the headers the
+    # module is built with
+    mkdir -p "$out/src"
+    if [ "$src" != "$out/src/nginx" ]; then
+        rm -rf "$out/src/nginx"
+        cp -a "$src" "$out/src/nginx"
+    fi
+    if [ -f /usr/share/nginx/src/conf_flags ]; then
+        cp /usr/share/nginx/src/conf_flags "$out/src/nginx/conf_flags"
+    fi
+
+    NGINX_SRC="$out/src/nginx" BUILD_DIR="$out/ngx" \
+        "$repo/scripts/build.sh" > "$out/ngx-build.log" 2>&1 || {
+        cat "$out/ngx-build.log" >&2
+        exit 1
+    }
+
+    tree="$out/ngx/nginx"
+
+elif [ ! -f "$tree/objs/Makefile" ]; then
     BUILD_DIR="$build" "$repo/scripts/build.sh"
 fi
 
-core=${NGINX_CORE_SRC:-}
-if [ -z "$core" ] && [ -f "$tree/src/core/ngx_palloc.c" ]; then
-    core=$tree
-fi
+# nginx's own objects, compiled by its Makefile as for nginx itself
+core=(core/ngx_palloc core/ngx_array core/ngx_list core/ngx_hash
+      core/ngx_string core/ngx_log core/ngx_times core/ngx_parse
+      os/unix/ngx_alloc os/unix/ngx_errno os/unix/ngx_files
+      os/unix/ngx_thread_id os/unix/ngx_time http/ngx_http_parse)
+
+targets=()
+for o in "${core[@]}"; do
+    targets+=("objs/src/$o.o")
+done
+
+make -C "$tree" -f objs/Makefile "${targets[@]}" > "$out/core.log" 2>&1 || {
+    tail -n 30 "$out/core.log" >&2
+    exit 1
+}
 
 incs=()
 for dir in src/core src/event src/event/modules src/os/unix objs \
@@ -55,62 +170,43 @@ strict=(-W -Wall -Wpointer-arith -Wno-unused-parameter -Werror)
 rm -rf "$out/obj"
 mkdir -p "$out/obj"
 
-objs=()
-
 compile() {
     local src=$1 obj
     shift
     obj="$out/obj/$(basename "$src" .c).o"
     "$CC" -c "${cflags[@]}" "$@" "$src" -o "$obj"
-    objs+=("$obj")
+    echo "$obj"
 }
 
-# the code under test and the harness: sanitized and coverage-guided
+# the code under test and the harnesses: sanitized and coverage-guided
+lib=()
 for src in "$module/ngx_llm_cache_json.c" "$module/ngx_llm_cache_key.c" \
-           "$module/ngx_llm_cache_header.c" "$here/fuzz_canonical.c"; do
-    compile "$src" -fsanitize=fuzzer-no-link "${strict[@]}"
+           "$module/ngx_llm_cache_header.c" "$module/ngx_llm_cache_entry.c" \
+           "$module/ngx_llm_cache_sse.c" "$here/ngx_stubs.c"; do
+    lib+=("$(compile "$src" -fsanitize=fuzzer-no-link "${strict[@]}")")
 done
 
-canonical_objs=("${objs[@]}")
-objs=()
-
-# the event-stream parser's harness
-for src in "$module/ngx_llm_cache_sse.c" "$here/fuzz_sse.c"; do
-    compile "$src" -fsanitize=fuzzer-no-link "${strict[@]}"
+for o in "${core[@]}"; do
+    lib+=("$tree/objs/src/$o.o")
 done
 
-sse_objs=("${objs[@]}")
-objs=()
+for name in fuzz_canonical fuzz_entry fuzz_sse; do
+    obj=$(compile "$here/$name.c" -fsanitize=fuzzer-no-link "${strict[@]}")
 
-# nginx's own code, or the stand-in: sanitized only
-if [ -n "$core" ]; then
-    # every pool allocation its own malloc(), so that ASan sees overruns
-    for src in core/ngx_palloc.c core/ngx_array.c core/ngx_string.c \
-               os/unix/ngx_alloc.c os/unix/ngx_files.c; do
-        compile "$core/src/$src" -DNGX_DEBUG_PALLOC=1
-    done
-    using="nginx core from $core"
-else
-    compile "$here/ngx_core_shim.c" "${strict[@]}"
-    using="fuzz/ngx_core_shim.c for nginx core"
-fi
-
-compile "$here/ngx_stubs.c" "${strict[@]}"
-
-if ! "$CC" -fsanitize=fuzzer,address,undefined "${canonical_objs[@]}" \
-        "${objs[@]}" -lyajl -lcrypto -o "$out/fuzz_canonical.tmp" \
-        2> "$out/link.log" \
-    || ! "$CC" -fsanitize=fuzzer,address,undefined "${sse_objs[@]}" \
-        "${objs[@]}" -lyajl -o "$out/fuzz_sse.tmp" 2>> "$out/link.log"
-then
-    cat "$out/link.log" >&2
-    if grep -q 'libclang_rt.fuzzer' "$out/link.log"; then
-        echo "fuzz/build.sh: no libFuzzer runtime for $CC" \
-             "(Debian 12: apt-get install libclang-rt-14-dev)" >&2
+    # nginx's objects are not position-independent
+    if ! "$CC" -fsanitize=fuzzer,address,undefined -no-pie "$obj" "${lib[@]}" \
+            -lyajl -lcrypto -lcrypt -o "$out/$name.tmp" 2> "$out/link.log"
+    then
+        cat "$out/link.log" >&2
+        if grep -q 'libclang_rt.fuzzer' "$out/link.log"; then
+            echo "fuzz/build.sh: no libFuzzer runtime for $CC" \
+                 "(Debian 12: apt-get install libclang-rt-14-dev)" >&2
+        fi
+        exit 1
     fi
-    exit 1
-fi
 
-mv -f "$out/fuzz_canonical.tmp" "$out/fuzz_canonical"
-mv -f "$out/fuzz_sse.tmp" "$out/fuzz_sse"
-echo "fuzz/build.sh: built $out/fuzz_canonical and $out/fuzz_sse ($using)"
+    mv -f "$out/$name.tmp" "$out/$name"
+done
+
+echo "fuzz/build.sh: built $out/fuzz_canonical, fuzz_entry and fuzz_sse" \
+     "(nginx objects from $tree)"

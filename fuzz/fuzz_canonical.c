@@ -97,8 +97,8 @@ static void fuzz_check_key(fuzz_input_t *in, fuzz_body_e body,
 static ngx_http_request_t *fuzz_request(fuzz_input_t *in, fuzz_body_e body,
     ngx_llm_cache_loc_conf_t *lcf);
 static void fuzz_expected_key(ngx_llm_cache_loc_conf_t *lcf,
-    ngx_str_t *fields, ngx_str_t *uri, ngx_str_t *args, fuzz_buf_t *body,
-    u_char *key);
+    ngx_str_t *fields, ngx_str_t *pass, ngx_str_t *uri, ngx_str_t *args,
+    fuzz_buf_t *body, u_char *key);
 static ngx_uint_t fuzz_same(u_char *a, size_t alen, u_char *b, size_t blen);
 
 
@@ -124,7 +124,7 @@ static ngx_file_t                  fuzz_file;
 /* normalize mode i, exclude set i % FUZZ_NEXCLUDES: 0 plain, 1 default */
 static ngx_llm_cache_json_conf_t   fuzz_confs[FUZZ_NCONFS];
 
-static ngx_table_elt_t             fuzz_header[5];
+static ngx_table_elt_t             fuzz_header[6];
 static ngx_table_elt_t             fuzz_content_type;
 static ngx_list_t                  fuzz_headers;
 static ngx_list_part_t             fuzz_headers_part2;
@@ -132,7 +132,8 @@ static ngx_list_part_t             fuzz_headers_part2;
 /* key by credential headers, with the default configuration */
 static ngx_llm_cache_loc_conf_t    fuzz_lcf;
 static ngx_str_t                   fuzz_fields =
-    ngx_string("Authorization:14=Bearer sk-fuzz\napi-key:2=k2\n");
+    ngx_string("Authorization:14=Bearer sk-fuzz\napi-key:2=k2\n"
+               "OpenAI-Organization:5=org-f\n");
 static ngx_str_t                   fuzz_uri =
     ngx_string("/v1/chat/completions");
 
@@ -144,6 +145,12 @@ static ngx_str_t                   fuzz_fields_ns =
 static ngx_str_t                   fuzz_uri_ns = ngx_string("/v1/messages");
 static ngx_str_t                   fuzz_args_ns =
     ngx_string("api-version=2024-02-01");
+
+/* the provider location, before the path */
+static ngx_str_t                   fuzz_pass =
+    ngx_string("pass:5=/_llm\n");
+static ngx_str_t                   fuzz_pass_ns =
+    ngx_string("pass:6=@llm_a\n");
 
 /* version headers, for both: after the path and arguments */
 static ngx_str_t                   fuzz_versions =
@@ -242,6 +249,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     ngx_str_set(&fuzz_header[3].value, "k2");
     ngx_str_set(&fuzz_header[4].key, "Anthropic-Version");
     ngx_str_set(&fuzz_header[4].value, "2023-06-01");
+    ngx_str_set(&fuzz_header[5].key, "openai-organization");
+    ngx_str_set(&fuzz_header[5].value, "org-f");
 
     fuzz_headers.part.elts = &fuzz_header[0];
     fuzz_headers.part.nelts = 3;
@@ -252,9 +261,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_headers.pool = pool;
 
     fuzz_headers_part2.elts = &fuzz_header[3];
-    fuzz_headers_part2.nelts = 2;
+    fuzz_headers_part2.nelts = 3;
 
     ngx_str_set(&fuzz_lcf.key_prefix, "llm:");
+    ngx_str_set(&fuzz_lcf.pass, "/_llm");
     fuzz_lcf.json = fuzz_confs[1];
 
     ngx_str_set(&fuzz_content_type.key, "Content-Type");
@@ -263,6 +273,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
     ngx_str_set(&fuzz_namespace.value, "tenant-a");
     ngx_str_set(&fuzz_lcf_ns.key_prefix, "fuzz:");
+    ngx_str_set(&fuzz_lcf_ns.pass, "@llm_a");
     fuzz_lcf_ns.namespace = &fuzz_namespace;
     fuzz_lcf_ns.json = fuzz_confs[FUZZ_NCONFS - 1];
 
@@ -285,7 +296,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.data = (u_char *) data;
     in.size = size;
 
-    in.pool = ngx_create_pool(4096, &fuzz_log);
+    /* no room for small allocations: each is its own malloc() for ASan */
+
+    in.pool = ngx_create_pool(sizeof(ngx_pool_t), &fuzz_log);
     fuzz_assert(in.pool != NULL);
 
     in.rc = fuzz_parse(in.pool, in.data, size, 0, &in.root, &in.error);
@@ -528,7 +541,8 @@ static void
 fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
 {
     ngx_int_t                  rc, expect;
-    ngx_str_t                  error, *reason, *fields, *uri, *args, model;
+    ngx_str_t                  error, *reason, *fields, *pass, *uri, *args;
+    ngx_str_t                  model;
     ngx_uint_t                 conf;
     ngx_http_request_t        *r;
     ngx_llm_cache_ctx_t        ctx;
@@ -541,12 +555,14 @@ fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
         lcf = &fuzz_lcf_ns;
         conf = FUZZ_NCONFS - 1;
         fields = &fuzz_fields_ns;
+        pass = &fuzz_pass_ns;
         uri = &fuzz_uri_ns;
 
     } else {
         lcf = &fuzz_lcf;
         conf = 1;
         fields = &fuzz_fields;
+        pass = &fuzz_pass;
         uri = &fuzz_uri;
     }
 
@@ -598,7 +614,8 @@ fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
         return;
     }
 
-    fuzz_expected_key(lcf, fields, uri, args, &fuzz_out[conf], expected);
+    fuzz_expected_key(lcf, fields, pass, uri, args, &fuzz_out[conf],
+                      expected);
 
     fuzz_assert(fuzz_same(ctx.key.data, ctx.key.len,
                           expected, ngx_strlen(expected)));
@@ -691,13 +708,15 @@ fuzz_request(fuzz_input_t *in, fuzz_body_e body,
 
 /*
  * the key format, written out independently of ngx_llm_cache_key.c:
- * prefix "v1:" hex(SHA-256("llm_cache v1\n" fields "path:" len "=" uri
- * "\n" ["args:" len "=" args "\n"] versions "body=" canonical))
+ * prefix "v1:" hex(SHA-256("llm_cache v1\n" fields "pass:" len "=" pass
+ * "\n" "path:" len "=" uri "\n" ["args:" len "=" args "\n"] versions
+ * "body=" canonical))
  */
 
 static void
 fuzz_expected_key(ngx_llm_cache_loc_conf_t *lcf, ngx_str_t *fields,
-    ngx_str_t *uri, ngx_str_t *args, fuzz_buf_t *body, u_char *key)
+    ngx_str_t *pass, ngx_str_t *uri, ngx_str_t *args, fuzz_buf_t *body,
+    u_char *key)
 {
     int            len;
     size_t         size;
@@ -705,7 +724,8 @@ fuzz_expected_key(ngx_llm_cache_loc_conf_t *lcf, ngx_str_t *fields,
     unsigned int   i, n;
     u_char         digest[EVP_MAX_MD_SIZE];
 
-    size = 128 + fields->len + uri->len + (args ? args->len : 0)
+    size = 128 + fields->len + pass->len + uri->len
+           + (args ? args->len : 0)
            + fuzz_versions.len + body->len;
 
     stream = malloc(size);
@@ -716,6 +736,7 @@ fuzz_expected_key(ngx_llm_cache_loc_conf_t *lcf, ngx_str_t *fields,
                    sizeof("llm_cache " NGX_LLM_CACHE_FORMAT_VERSION "\n")
                    - 1);
     p = ngx_cpymem(p, fields->data, fields->len);
+    p = ngx_cpymem(p, pass->data, pass->len);
 
     len = snprintf((char *) p, 32, "path:%zu=", uri->len);
     fuzz_assert(len > 0 && len < 32);

@@ -6,9 +6,10 @@
 
 
 /*
- * What the fuzz harness links in place of the rest of nginx: symbols the
- * code under test (or nginx's own pool, string and file code, when built
- * from a full nginx source) refers to but does not use here.
+ * What the fuzz harnesses link in place of the rest of nginx: symbols
+ * that the code under test or nginx's own core objects refer to but that
+ * are not used here, and whose objects would pull in the cycle, the event
+ * loop and most of the http module.
  */
 
 
@@ -18,18 +19,45 @@
 
 
 volatile ngx_cycle_t  *ngx_cycle;
-volatile ngx_time_t   *ngx_cached_time;
+ngx_pid_t              ngx_pid;
 
 /* ctx_index 0: the harness puts its loc conf at r->loc_conf[0] */
 ngx_module_t  ngx_llm_cache_module;
 
 
-/* the harness's logs have log_level 0: nothing is logged */
+/*
+ * ngx_log.o's configuration side (error_log directives) and its syslog
+ * writer: ngx_conf_file.o and ngx_syslog.o would bring in the cycle, the
+ * event loop and the resolver.  The harnesses configure no log.
+ */
+
+ngx_open_file_t *
+ngx_conf_open_file(ngx_cycle_t *cycle, ngx_str_t *name)
+{
+    abort();
+}
+
 
 void ngx_cdecl
-ngx_log_error_core(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
+ngx_conf_log_error(ngx_uint_t level, ngx_conf_t *cf, ngx_err_t err,
     const char *fmt, ...)
 {
+    abort();
+}
+
+
+char *
+ngx_syslog_process_conf(ngx_conf_t *cf, ngx_syslog_peer_t *peer)
+{
+    abort();
+}
+
+
+void
+ngx_syslog_writer(ngx_log_t *log, ngx_uint_t level, u_char *buf,
+    size_t len)
+{
+    abort();
 }
 
 

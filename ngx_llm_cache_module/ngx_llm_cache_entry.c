@@ -11,7 +11,12 @@
  *     "LLMC1 " status " " created " " content-type-length "\n"
  *     content-type body
  *
- * Anything else found under a key is refused, never served.
+ * Anything else found under a key is refused, never served: Redis may be
+ * shared, or written by something else, and what is read from it goes
+ * out as the response's status line, headers and body.  Only what the
+ * store path writes is accepted: status 200, a JSON or event stream
+ * content type of plain visible ASCII, a body with no NUL byte, a
+ * creation time not in the future (give or take another gateway's clock).
  */
 
 
@@ -23,7 +28,17 @@
 
 
 #define NGX_LLM_CACHE_ENTRY_MAGIC  "LLMC1 "
+#define NGX_LLM_CACHE_ENTRY_SKEW   86400
 
+
+static ngx_int_t ngx_llm_cache_entry_valid(ngx_uint_t status,
+    ngx_str_t *content_type);
+static ngx_uint_t ngx_llm_cache_entry_token(u_char **pp, u_char *end);
+static u_char *ngx_llm_cache_entry_number(u_char *p, u_char *end,
+    u_char stop, off_t *value);
+
+
+/* NGX_DECLINED (and a log line) for what would be refused when read */
 
 ngx_int_t
 ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
@@ -34,6 +49,25 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
     size_t        len;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
+
+    if (ngx_llm_cache_entry_valid(status, content_type) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                      "llm_cache: response with status %ui and content type "
+                      "\"%V\" not stored", status, content_type);
+        return NGX_DECLINED;
+    }
+
+    for (cl = body; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last > b->pos
+            && memchr(b->pos, '\0', b->last - b->pos) != NULL)
+        {
+            ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                          "llm_cache: response with a NUL byte not stored");
+            return NGX_DECLINED;
+        }
+    }
 
     len = sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1
           + NGX_INT_T_LEN + 1 + NGX_TIME_T_LEN + 1 + NGX_SIZE_T_LEN + 1
@@ -71,7 +105,11 @@ ngx_llm_cache_entry_number(u_char *p, u_char *end, u_char stop,
         }
     }
 
-    if (p == end || p == start || p - start > (ssize_t) NGX_INT32_LEN) {
+    /* as ngx_sprintf() writes them: no sign, no leading zero */
+
+    if (p == end || p == start || p - start > (ssize_t) NGX_INT32_LEN
+        || (*start == '0' && p - start > 1))
+    {
         return NULL;
     }
 
@@ -101,14 +139,14 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
     p += sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1;
 
     p = ngx_llm_cache_entry_number(p, end, ' ', &n);
-    if (p == NULL || n < 200 || n > 599) {
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
     *status = (ngx_uint_t) n;
 
     p = ngx_llm_cache_entry_number(p, end, ' ', &n);
-    if (p == NULL) {
+    if (p == NULL || n == 0 || n > ngx_time() + NGX_LLM_CACHE_ENTRY_SKEW) {
         return NGX_ERROR;
     }
 
@@ -125,5 +163,125 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
     body->data = p + n;
     body->len = end - body->data;
 
+    /* memchr(): every hit looks through the whole body */
+
+    if (ngx_llm_cache_entry_valid(*status, content_type) != NGX_OK
+        || (body->len && memchr(body->data, '\0', body->len) != NULL))
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * What the store path stores (see ngx_llm_cache_storable()): a 200 with
+ * a JSON or event stream media type, and parameters as RFC 9110 has them
+ *
+ *     type "/" subtype *( OWS ";" OWS token "=" ( token / quoted-string ) )
+ *
+ * in visible ASCII, spaces and tabs: nothing that could end the header
+ * line or start another.
+ */
+
+static ngx_int_t
+ngx_llm_cache_entry_valid(ngx_uint_t status, ngx_str_t *content_type)
+{
+    u_char     *p, *end;
+    ngx_str_t   media;
+
+    if (status != NGX_HTTP_OK) {
+        return NGX_DECLINED;
+    }
+
+    p = content_type->data;
+    end = p + content_type->len;
+
+    media.data = p;
+
+    if (!ngx_llm_cache_entry_token(&p, end) || p == end || *p++ != '/'
+        || !ngx_llm_cache_entry_token(&p, end))
+    {
+        return NGX_DECLINED;
+    }
+
+    media.len = p - media.data;
+
+    if (!ngx_llm_cache_header_is(&media, "application/json")
+        && !ngx_llm_cache_header_is(&media, "text/event-stream"))
+    {
+        return NGX_DECLINED;
+    }
+
+    for ( ;; ) {
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (p == end) {
+            return NGX_OK;
+        }
+
+        if (*p++ != ';') {
+            return NGX_DECLINED;
+        }
+
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (!ngx_llm_cache_entry_token(&p, end) || p == end || *p++ != '=') {
+            return NGX_DECLINED;
+        }
+
+        if (p < end && *p == '"') {
+
+            for (p++; p < end && *p != '"'; p++) {
+                if (*p == '\\' && ++p == end) {
+                    return NGX_DECLINED;
+                }
+
+                if ((*p < 0x20 && *p != '\t') || *p > 0x7e) {
+                    return NGX_DECLINED;
+                }
+            }
+
+            if (p++ == end) {
+                return NGX_DECLINED;
+            }
+
+        } else if (!ngx_llm_cache_entry_token(&p, end)) {
+            return NGX_DECLINED;
+        }
+    }
+}
+
+
+/* RFC 9110 tchar: visible ASCII but for delimiters; 0 when none */
+
+static ngx_uint_t
+ngx_llm_cache_entry_token(u_char **pp, u_char *end)
+{
+    u_char  *p;
+
+    static u_char  delimiters[] = "\"(),/:;<=>?@[\\]{}";
+
+    for (p = *pp; p < end; p++) {
+        if (*p <= 0x20 || *p >= 0x7f
+            || ngx_strlchr(delimiters, delimiters + sizeof(delimiters) - 1,
+                           *p)
+               != NULL)
+        {
+            break;
+        }
+    }
+
+    if (p == *pp) {
+        return 0;
+    }
+
+    *pp = p;
+
+    return 1;
 }

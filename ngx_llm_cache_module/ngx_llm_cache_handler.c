@@ -26,8 +26,6 @@ static void ngx_llm_cache_lookup(ngx_http_request_t *r,
 static void ngx_llm_cache_cleanup(void *data);
 static ngx_int_t ngx_llm_cache_send_entry(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *value);
-static ngx_int_t ngx_llm_cache_send_invalid(ngx_http_request_t *r,
-    ngx_llm_cache_ctx_t *ctx, ngx_str_t *reason);
 static void ngx_llm_cache_pass(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_status_e status,
     ngx_uint_t capture);
@@ -146,6 +144,17 @@ ngx_llm_cache_body_handler(ngx_http_request_t *r)
         return;
 
     case NGX_LLM_CACHE_JSON_INVALID:
+
+        /* the provider's own error, in its API's shape, costs nothing */
+
+        if (lcf->invalid_json == NGX_LLM_CACHE_INVALID_JSON_PASS) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "llm_cache: request not cached: invalid JSON in "
+                          "request body: %V", &reason);
+            ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_BYPASS, 0);
+            return;
+        }
+
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "llm_cache: invalid JSON in request body: %V", &reason);
         ngx_http_finalize_request(r,
@@ -359,62 +368,6 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     b->last = ngx_cpymem(b->pos, body.data, body.len);
     b->last_buf = 1;
     b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-/* malformed JSON: answered here, the way the providers answer it */
-
-static ngx_int_t
-ngx_llm_cache_send_invalid(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
-    ngx_str_t *reason)
-{
-    u_char       *p;
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    static u_char  head[] = "{\"error\":{\"message\":\"We could not parse "
-                            "the JSON body of your request: ";
-    static u_char  tail[] = "\",\"type\":\"invalid_request_error\","
-                            "\"param\":null,\"code\":\"invalid_json\"}}\n";
-
-    len = sizeof(head) - 1 + reason->len
-          + ngx_escape_json(NULL, reason->data, reason->len)
-          + sizeof(tail) - 1;
-
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_cpymem(b->pos, head, sizeof(head) - 1);
-    p = (u_char *) ngx_escape_json(p, reason->data, reason->len);
-    b->last = ngx_cpymem(p, tail, sizeof(tail) - 1);
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    ctx->status = NGX_LLM_CACHE_STATUS_BYPASS;
-
-    r->headers_out.status = NGX_HTTP_BAD_REQUEST;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    if (ngx_llm_cache_set_status_header(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
 
     out.buf = b;
     out.next = NULL;

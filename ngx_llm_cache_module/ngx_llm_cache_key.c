@@ -8,8 +8,9 @@
 /*
  * The cache key: SHA-256 over the format version, the namespace (by
  * default the client's credential, so two API keys never share an entry
- * and no credential reaches Redis), the request path and arguments and
- * the canonical JSON of the body.
+ * and no credential reaches Redis), the provider (the llm_cache_pass
+ * value), the request path and arguments and the canonical JSON of the
+ * body.
  */
 
 
@@ -41,7 +42,7 @@ static void ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
     ngx_str_t *value);
 static ngx_int_t ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
     ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h, ngx_str_t *error);
-static void ngx_llm_cache_hash_headers(ngx_http_request_t *r,
+static ngx_uint_t ngx_llm_cache_hash_headers(ngx_http_request_t *r,
     ngx_llm_cache_hash_t *h, ngx_str_t *names);
 
 
@@ -50,6 +51,15 @@ static ngx_str_t  ngx_llm_cache_credential_headers[] = {
     ngx_string("x-api-key"),                 /* Anthropic */
     ngx_string("api-key"),                   /* Azure OpenAI */
     ngx_string("x-goog-api-key"),            /* Gemini */
+    ngx_null_string
+};
+
+
+/* one key may serve several of them: part of the namespace when sent */
+
+static ngx_str_t  ngx_llm_cache_account_headers[] = {
+    ngx_string("OpenAI-Organization"),
+    ngx_string("OpenAI-Project"),
     ngx_null_string
 };
 
@@ -143,6 +153,12 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     rc = ngx_llm_cache_hash_namespace(r, lcf, h, error);
 
     if (rc == NGX_OK) {
+        /*
+         * two locations passing to different providers never share an
+         * entry; the configured string, whatever form it takes
+         */
+
+        ngx_llm_cache_hash_field(h, "pass", &lcf->pass);
         ngx_llm_cache_hash_field(h, "path", &r->uri);
 
         /*
@@ -154,7 +170,8 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
             ngx_llm_cache_hash_field(h, "args", &r->args);
         }
 
-        ngx_llm_cache_hash_headers(r, h, ngx_llm_cache_version_headers);
+        (void) ngx_llm_cache_hash_headers(r, h,
+                                          ngx_llm_cache_version_headers);
 
         ngx_llm_cache_hash_write(h, (u_char *) "body=", 5);
 
@@ -354,7 +371,8 @@ ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
 /*
  * An empty llm_cache_namespace (a tenant header the request lacks, a map
  * without a default) is no one's: such requests are not cached, rather
- * than all sharing one namespace.
+ * than all sharing one namespace.  Nor are requests with no credential
+ * when no llm_cache_namespace is set.
  */
 
 static ngx_int_t
@@ -362,6 +380,8 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
     ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h, ngx_str_t *error)
 {
     ngx_str_t  value;
+
+    static ngx_uint_t  noticed;
 
     if (lcf->namespace) {
         if (ngx_http_complex_value(r, lcf->namespace, &value) != NGX_OK) {
@@ -377,22 +397,48 @@ ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ngx_llm_cache_hash_headers(r, h, ngx_llm_cache_credential_headers);
+    /* Gemini also takes the key as "?key=", hashed with the arguments */
+
+    if (ngx_llm_cache_hash_headers(r, h, ngx_llm_cache_credential_headers)
+        == 0
+        && (ngx_http_arg(r, (u_char *) "key", 3, &value) != NGX_OK
+            || value.len == 0))
+    {
+        if (!noticed) {
+            noticed = 1;
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "llm_cache: requests without a credential header "
+                          "are not cached; to cache them, set "
+                          "\"llm_cache_namespace\" to a variable naming "
+                          "the tenant, or to a fixed string to share their "
+                          "answers on purpose");
+        }
+
+        ngx_str_set(error, "no credential and no llm_cache_namespace");
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_llm_cache_hash_headers(r, h, ngx_llm_cache_account_headers);
 
     return NGX_OK;
 }
 
 
-/* each header of the list the request has, by name, in request order */
+/*
+ * each header of the list the request has, by name, in request order;
+ * how many of them were not empty
+ */
 
-static void
+static ngx_uint_t
 ngx_llm_cache_hash_headers(ngx_http_request_t *r, ngx_llm_cache_hash_t *h,
     ngx_str_t *names)
 {
     ngx_str_t        *name;
-    ngx_uint_t        i;
+    ngx_uint_t        i, n;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *header;
+
+    n = 0;
 
     part = &r->headers_in.headers.part;
     header = part->elts;
@@ -416,7 +462,13 @@ ngx_llm_cache_hash_headers(ngx_http_request_t *r, ngx_llm_cache_hash_t *h,
             {
                 ngx_llm_cache_hash_field(h, (char *) name->data,
                                          &header[i].value);
+
+                if (header[i].value.len) {
+                    n++;
+                }
             }
         }
     }
+
+    return n;
 }

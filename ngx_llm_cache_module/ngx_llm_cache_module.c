@@ -41,6 +41,13 @@ static ngx_int_t ngx_llm_cache_init_process(ngx_cycle_t *cycle);
 static void ngx_llm_cache_exit_process(ngx_cycle_t *cycle);
 
 
+static ngx_conf_enum_t  ngx_llm_cache_invalid_json[] = {
+    { ngx_string("pass"), NGX_LLM_CACHE_INVALID_JSON_PASS },
+    { ngx_string("reject"), NGX_LLM_CACHE_INVALID_JSON_REJECT },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_llm_cache_commands[] = {
 
     { ngx_string("llm_cache_pass"),
@@ -147,6 +154,13 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("llm_cache_invalid_json"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, invalid_json),
+      &ngx_llm_cache_invalid_json },
 
       ngx_null_command
 };
@@ -274,6 +288,7 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->json.normalize = NGX_CONF_UNSET_UINT;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->max_size = NGX_CONF_UNSET_SIZE;
+    conf->invalid_json = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -303,6 +318,8 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               2 * 1024 * 1024);
     ngx_conf_merge_str_value(conf->status_header, prev->status_header,
                              "X-LLM-Cache");
+    ngx_conf_merge_uint_value(conf->invalid_json, prev->invalid_json,
+                              NGX_LLM_CACHE_INVALID_JSON_PASS);
 
     if (conf->namespace == NULL) {
         conf->namespace = prev->namespace;

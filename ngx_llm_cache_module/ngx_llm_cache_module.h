@@ -35,6 +35,11 @@ typedef enum {
 } ngx_llm_cache_status_e;
 
 
+/* llm_cache_invalid_json */
+#define NGX_LLM_CACHE_INVALID_JSON_PASS    0
+#define NGX_LLM_CACHE_INVALID_JSON_REJECT  1
+
+
 /* how often a request waiting on another's miss looks for the entry */
 #define NGX_LLM_CACHE_WAIT_MIN        10
 #define NGX_LLM_CACHE_WAIT_MAX        100
@@ -67,6 +72,8 @@ typedef struct {
     size_t                         max_size;
 
     ngx_str_t                      status_header;
+
+    ngx_uint_t                     invalid_json;
 } ngx_llm_cache_loc_conf_t;
 
 
@@ -155,6 +162,10 @@ void ngx_llm_cache_media_type(ngx_str_t *type, ngx_str_t *media);
 
 /* ngx_llm_cache_variables.c */
 ngx_int_t ngx_llm_cache_add_variables(ngx_conf_t *cf);
+
+/* ngx_llm_cache_invalid.c */
+ngx_int_t ngx_llm_cache_send_invalid(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_str_t *reason);
 
 /* ngx_llm_cache_entry.c */
 ngx_int_t ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,

@@ -24,6 +24,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
@@ -47,6 +49,8 @@ __DATA__
         llm_cache_pass /_llm;
         llm_cache_ttl 5m;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
@@ -67,7 +71,7 @@ __DATA__
         llm_cache_ttl $llm_ttl;
     }
 --- more_headers eval
-["X-Tier: long", ""]
+["Authorization: Bearer sk-test\nX-Tier: long", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
@@ -81,6 +85,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","temperature":0.7,"max_tokens":100,"messages":[{"role":"user","content":"caf\u00e9"}]}',
  "POST /v1/chat/completions\n" . '{ "messages" : [ { "content" : "café", "role" : "user" } ] ,"max_tokens": 1.0e2, "temperature":7E-1, "model":"m"}',
@@ -98,6 +104,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","input":["a","b"]}',
  "POST /v1/chat/completions\n" . '{"model":"m","input":["b","a"]}',
@@ -117,6 +125,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":"Hello world"}]}',
  "POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":"  Hello world\n"}]}',
@@ -137,6 +147,8 @@ __DATA__
         llm_cache_pass /_llm;
         llm_cache_normalize trim collapse lowercase;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"Hello World"}]}]}',
  "POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":" hello \t\n  WORLD "}]}]}',
@@ -155,6 +167,8 @@ __DATA__
         llm_cache_pass /_llm;
         llm_cache_normalize off;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","prompt":"hi"}',
  "POST /v1/chat/completions\n" . '{"model":"m","prompt":"hi "}',
@@ -171,6 +185,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","prompt":"hi","user":"alice","metadata":{"trace":"1"}}',
  "POST /v1/chat/completions\n" . '{"model":"m","prompt":"hi","user":"bob"}',
@@ -189,6 +205,8 @@ __DATA__
         llm_cache_pass /_llm;
         llm_cache_key_exclude metadata.trace seed;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","prompt":"hi","seed":1,"metadata":{"trace":"1","team":"a"}}',
  "POST /v1/chat/completions\n" . '{"model":"m","prompt":"hi","seed":2,"metadata":{"trace":"2","team":"a"}}',
@@ -208,6 +226,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/embeddings\n$::emb",
  "POST /v1/completions\n$::emb",
@@ -280,7 +300,7 @@ __DATA__
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Status: 429", "X-Fake-Status: 429", "X-Fake-Status: 500", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Status: 429", "Authorization: Bearer sk-test\nX-Fake-Status: 429", "Authorization: Bearer sk-test\nX-Fake-Status: 500", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
@@ -306,8 +326,8 @@ __DATA__
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Cache-Control: no-store", "X-Fake-Cache-Control: private, max-age=0",
- "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Cache-Control: no-store", "Authorization: Bearer sk-test\nX-Fake-Cache-Control: private, max-age=0",
+ "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
@@ -325,6 +345,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '["model","m"]',
  "POST /v1/chat/completions\n" . '["model","m"]',
@@ -344,6 +366,8 @@ not cached: the body is not a JSON object
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /v1/models", "GET /__last", "GET /__redis/keys"]
 --- response_headers eval
@@ -359,6 +383,8 @@ not cached: the body is not a JSON object
         llm_cache_pass /_llm;
         llm_cache_max_body_size 100;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
@@ -381,6 +407,8 @@ not cached: the body is not a JSON object
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) . '"}]}';
 ["POST /v1/chat/completions\n$big",
@@ -405,7 +433,7 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
         llm_cache_max_size 2k;
     }
 --- more_headers eval
-["X-Fake-Size: 5000", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Size: 5000", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys",
@@ -424,7 +452,7 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
         llm_cache_bypass $http_x_no_cache;
     }
 --- more_headers eval
-["", "X-No-Cache: 1", "", ""]
+["Authorization: Bearer sk-test", "Authorization: Bearer sk-test\nX-No-Cache: 1", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
@@ -447,6 +475,8 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
         add_header X-Model $llm_cache_model always;
         add_header X-Age $llm_cache_age always;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
@@ -465,6 +495,8 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
         llm_cache_status_header off;
         llm_cache_key_prefix "tenant-a:";
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
@@ -481,6 +513,8 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
         llm_cache_pass /_llm;
         llm_cache off;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
@@ -497,6 +531,8 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions?api-version=2024-10-21\n$::chat", "GET /__last"]
 --- response_body eval
@@ -512,6 +548,8 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
         llm_cache_pass /_llm;
         add_header X-Age $llm_cache_age always;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__sleep?ms=2100",
@@ -531,9 +569,9 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["anthropic-version: 2023-06-01", "anthropic-version: 2023-01-01",
- "Anthropic-Version: 2023-06-01", "anthropic-version: 2023-06-01\nanthropic-beta: tools-2024",
- "OpenAI-Beta: assistants=v2", "", "", ""]
+["Authorization: Bearer sk-test\nanthropic-version: 2023-06-01", "Authorization: Bearer sk-test\nanthropic-version: 2023-01-01",
+ "Authorization: Bearer sk-test\nAnthropic-Version: 2023-06-01", "Authorization: Bearer sk-test\nanthropic-version: 2023-06-01\nanthropic-beta: tools-2024",
+ "Authorization: Bearer sk-test\nOpenAI-Beta: assistants=v2", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 [("POST /v1/messages\n$::chat") x 7, "GET /__stats"]
 --- response_headers eval
@@ -543,3 +581,44 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
 --- response_body_like eval
 ["fake-1", "fake-2", "fake-1", "fake-3", "fake-4", "fake-5", "fake-5",
  "^calls=5\n"]
+
+
+
+=== TEST 28: two locations passing to different providers never share an entry
+The same URI (after the rewrite), body and credential through two
+llm_cache_pass targets: two provider calls, two keys, each location's
+second request a hit on its own entry.
+--- config
+    location /a/ {
+        rewrite ^/a(/.*)$ $1 break;
+        llm_cache_pass /_pa;
+    }
+    location /b/ {
+        rewrite ^/b(/.*)$ $1 break;
+        llm_cache_pass /_pb;
+    }
+    location ^~ /_pa/ {
+        internal;
+        rewrite ^/_pa/+(.*)$ /$1 break;
+        proxy_pass http://llm_provider;
+    }
+    location ^~ /_pb/ {
+        internal;
+        rewrite ^/_pb/+(.*)$ /$1 break;
+        proxy_pass http://llm_provider;
+    }
+--- more_headers
+Authorization: Bearer sk-test
+--- request eval
+["POST /a/v1/chat/completions\n$::chat",
+ "POST /b/v1/chat/completions\n$::chat",
+ "POST /a/v1/chat/completions\n$::chat",
+ "POST /b/v1/chat/completions\n$::chat",
+ "GET /__stats",
+ "GET /__redis/keys"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT",
+ "X-LLM-Cache: HIT", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-1"', '"id":"fake-2"',
+ '\Acalls=2\n\z', '\Akeys=2\n']

@@ -45,6 +45,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -69,6 +71,7 @@ client, so the partial body is readable without chunked framing).
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 X-Fake-Hold: 3000
 --- request eval
 "POST /v1/chat/completions HTTP/1.0\n$::stream"
@@ -85,7 +88,7 @@ $::first_event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Event-Delay: 20", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Event-Delay: 20", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -101,7 +104,7 @@ $::first_event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Cut: 3", "", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Cut: 3", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions HTTP/1.0\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -126,6 +129,7 @@ not parsed here: both runners would report the missing last chunk.)
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 X-Fake-Cut: 2
 --- request eval
 "POST /v1/chat/completions\n$::stream"
@@ -141,7 +145,7 @@ llm_cache: provider response is incomplete, closing the client connection
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Cut: 1", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Cut: 1", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions HTTP/1.0\n" . LLMCacheTest::fixture('openai/chat-request.json'),
  "GET /__stats",
@@ -161,7 +165,7 @@ nothing may be stored for it.
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Hold: 1500", "", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Hold: 1500", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions HTTP/1.0\n$::stream",
  "GET /__sleep?ms=600",
@@ -179,6 +183,8 @@ nothing may be stored for it.
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/responses\n$::responses",
  "POST /v1/responses\n$::responses",
@@ -197,6 +203,8 @@ not stored
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/messages\n$::anthropic",
  "POST /v1/messages\n$::anthropic",
@@ -215,6 +223,8 @@ not stored
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat-messages\n$::dify",
  "POST /v1/chat-messages\n$::dify",
@@ -233,6 +243,8 @@ not stored
     location /v1beta/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST $::gemini_uri\n$::gemini",
  "POST $::gemini_uri\n$::gemini",
@@ -252,7 +264,7 @@ not stored
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-[$::pings_h, $::pings_h, ""]
+[map { "Authorization: Bearer sk-test\n$_" } $::pings_h, $::pings_h, ""]
 --- request eval
 ["POST /v1/messages\n$::anthropic",
  "POST /v1/messages\n$::anthropic",
@@ -274,7 +286,7 @@ ends: chunks end inside field names, values, and between CR and LF.
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Newline: crlf\nX-Fake-Chunk: 7\nX-Fake-Event-Delay: 1", "X-Fake-Newline: crlf\nX-Fake-Chunk: 7\nX-Fake-Event-Delay: 1", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Newline: crlf\nX-Fake-Chunk: 7\nX-Fake-Event-Delay: 1", "X-Fake-Newline: crlf\nX-Fake-Chunk: 7\nX-Fake-Event-Delay: 1", ""]
 --- request eval
 ["POST /v1/messages\n$::anthropic",
  "POST /v1/messages\n$::anthropic",
@@ -294,7 +306,7 @@ not stored
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Newline: cr\nX-Fake-Chunk: 13\nX-Fake-Event-Delay: 1", "X-Fake-Newline: cr\nX-Fake-Chunk: 13\nX-Fake-Event-Delay: 1", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Newline: cr\nX-Fake-Chunk: 13\nX-Fake-Event-Delay: 1", "X-Fake-Newline: cr\nX-Fake-Chunk: 13\nX-Fake-Event-Delay: 1", ""]
 --- request eval
 ["POST /v1/chat-messages\n$::dify",
  "POST /v1/chat-messages\n$::dify",
@@ -314,7 +326,7 @@ not stored
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-[$::late_error_h, $::late_error_h, "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } $::late_error_h, $::late_error_h, "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -337,7 +349,7 @@ provider response is not valid "text/event-stream", not stored: an error event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-[$::late_data_h, $::late_data_h, "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } $::late_data_h, $::late_data_h, "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -360,7 +372,7 @@ provider response is not valid "text/event-stream", not stored: an event after t
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Drop: 14\n$::chat_error_h", "X-Fake-Drop: 14\n$::chat_error_h", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Drop: 14\n$::chat_error_h", "X-Fake-Drop: 14\n$::chat_error_h", "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -385,7 +397,7 @@ is never dispatched, so a client never sees the [DONE].
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Drop: 1", "X-Fake-Drop: 1", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Drop: 1", "X-Fake-Drop: 1", "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -408,7 +420,7 @@ provider response is not valid "text/event-stream", not stored: it ends inside a
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Drop: 14", "X-Fake-Drop: 14", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Drop: 14", "X-Fake-Drop: 14", "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",
@@ -431,7 +443,7 @@ provider response is not valid "text/event-stream", not stored: no terminal even
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Fixture: anthropic/messages-response-stream-error.sse", "X-Fake-Fixture: anthropic/messages-response-stream-error.sse", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Fixture: anthropic/messages-response-stream-error.sse", "X-Fake-Fixture: anthropic/messages-response-stream-error.sse", "", ""]
 --- request eval
 ["POST /v1/messages\n$::anthropic",
  "POST /v1/messages\n$::anthropic",
@@ -454,7 +466,7 @@ provider response is not valid "text/event-stream", not stored: an error event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Fixture: anthropic/messages-response-stream-error.sse\nX-Fake-Newline: crlf\nX-Fake-Chunk: 5\nX-Fake-Event-Delay: 1", "X-Fake-Fixture: anthropic/messages-response-stream-error.sse\nX-Fake-Newline: crlf\nX-Fake-Chunk: 5\nX-Fake-Event-Delay: 1", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Fixture: anthropic/messages-response-stream-error.sse\nX-Fake-Newline: crlf\nX-Fake-Chunk: 5\nX-Fake-Event-Delay: 1", "X-Fake-Fixture: anthropic/messages-response-stream-error.sse\nX-Fake-Newline: crlf\nX-Fake-Chunk: 5\nX-Fake-Event-Delay: 1", "", ""]
 --- request eval
 ["POST /v1/messages\n$::anthropic",
  "POST /v1/messages\n$::anthropic",
@@ -477,7 +489,7 @@ provider response is not valid "text/event-stream", not stored: an error event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Fixture: openai/responses-response-stream-failed.sse", "X-Fake-Fixture: openai/responses-response-stream-failed.sse", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Fixture: openai/responses-response-stream-failed.sse", "X-Fake-Fixture: openai/responses-response-stream-failed.sse", "", ""]
 --- request eval
 ["POST /v1/responses\n$::responses",
  "POST /v1/responses\n$::responses",
@@ -500,7 +512,7 @@ provider response is not valid "text/event-stream", not stored: an error event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Fixture: openai/responses-response-stream-incomplete.sse", "X-Fake-Fixture: openai/responses-response-stream-incomplete.sse", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Fixture: openai/responses-response-stream-incomplete.sse", "X-Fake-Fixture: openai/responses-response-stream-incomplete.sse", "", ""]
 --- request eval
 ["POST /v1/responses\n$::responses",
  "POST /v1/responses\n$::responses",
@@ -523,7 +535,7 @@ provider response is not valid "text/event-stream", not stored: an error event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Fixture: dify/chat-messages-response-stream-error.sse", "X-Fake-Fixture: dify/chat-messages-response-stream-error.sse", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Fixture: dify/chat-messages-response-stream-error.sse", "X-Fake-Fixture: dify/chat-messages-response-stream-error.sse", "", ""]
 --- request eval
 ["POST /v1/chat-messages\n$::dify",
  "POST /v1/chat-messages\n$::dify",
@@ -546,7 +558,7 @@ provider response is not valid "text/event-stream", not stored: an error event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Fixture: gemini/stream-generate-content-no-finish.sse", "X-Fake-Fixture: gemini/stream-generate-content-no-finish.sse", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Fixture: gemini/stream-generate-content-no-finish.sse", "X-Fake-Fixture: gemini/stream-generate-content-no-finish.sse", "", ""]
 --- request eval
 ["POST $::gemini_uri\n$::gemini",
  "POST $::gemini_uri\n$::gemini",
@@ -569,7 +581,7 @@ provider response is not valid "text/event-stream", not stored: no terminal even
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Fixture: gemini/stream-generate-content-safety.sse", "X-Fake-Fixture: gemini/stream-generate-content-safety.sse", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Fixture: gemini/stream-generate-content-safety.sse", "X-Fake-Fixture: gemini/stream-generate-content-safety.sse", "", ""]
 --- request eval
 ["POST $::gemini_uri\n$::gemini",
  "POST $::gemini_uri\n$::gemini",
@@ -592,7 +604,7 @@ provider response is not valid "text/event-stream", not stored: an error event
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Drop: 14\n$::quoted_done_h", "X-Fake-Drop: 14\n$::quoted_done_h", "", ""]
+[map { "Authorization: Bearer sk-test\n$_" } "X-Fake-Drop: 14\n$::quoted_done_h", "X-Fake-Drop: 14\n$::quoted_done_h", "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
  "POST /v1/chat/completions\n$::stream",

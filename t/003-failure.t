@@ -24,6 +24,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
@@ -45,6 +47,8 @@ qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" (connect failed|is not availa
         llm_cache_pass /_llm;
         llm_cache_redis_timeout 100ms;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=500",
  "POST /v1/chat/completions\n$::chat",
@@ -65,6 +69,8 @@ qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" connect failed: no answer wit
         llm_cache_pass /_llm;
         llm_cache_redis_timeout 100ms;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__redis/pause?ms=700",
  "POST /v1/chat/completions\n$::chat",
@@ -85,6 +91,8 @@ qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" connect failed: no answer wit
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/kill",
@@ -98,11 +106,14 @@ qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" connect failed: no answer wit
 
 
 
-=== TEST 5: malformed JSON gets a 400 in the providers' format, no provider call
+=== TEST 5: malformed JSON gets a 400 in the providers' format, no provider call (llm_cache_invalid_json reject)
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m",',
  "POST /v1/chat/completions\n" . '{"model":"m"} trailing',
@@ -126,6 +137,8 @@ qr/\[error\] .*llm_cache: redis "127\.0\.0\.1:\d+" connect failed: no answer wit
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . ('[' x 100000) . (']' x 100000),
  "GET /__stats",
@@ -144,6 +157,8 @@ request not cached: nested too deeply
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"a","model":"b","prompt":"hi"}',
  "GET /__redis/keys"]
@@ -161,6 +176,8 @@ request not cached: duplicate member name
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","n":' . ('9' x 5000) . '}',
  "POST /v1/chat/completions\n" . '{"model":"m","n":' . ('9' x 5000) . '.000e0}',
@@ -182,6 +199,8 @@ request not cached: duplicate member name
         internal;
         proxy_pass http://127.0.0.1:$TEST_NGINX_CLOSED_PORT/;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
@@ -207,7 +226,7 @@ connect() failed (111: Connection refused)
         proxy_read_timeout 300ms;
     }
 --- more_headers eval
-["X-Fake-Delay: 1500", ""]
+["Authorization: Bearer sk-test\nX-Fake-Delay: 1500", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
@@ -224,7 +243,7 @@ connect() failed (111: Connection refused)
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["X-Fake-Content-Type: text/event-stream", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Content-Type: text/event-stream", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys",
@@ -244,7 +263,7 @@ provider response is not valid "text/event-stream", not stored
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-["Transfer-Encoding: chunked", "Transfer-Encoding: chunked", ""]
+["Authorization: Bearer sk-test\nTransfer-Encoding: chunked", "Authorization: Bearer sk-test\nTransfer-Encoding: chunked", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/embeddings\n" . sprintf("%x", length($::emb)) . "\r\n$::emb\r\n0\r\n\r\n",
  "POST /v1/embeddings\n10\r\n" . substr($::emb, 0, 16) . "\r\n"
@@ -268,6 +287,8 @@ provider response is not valid "text/event-stream", not stored
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=300",
  "POST /v1/chat/completions\n$::chat",

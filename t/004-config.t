@@ -196,6 +196,7 @@ invalid value "maybe" in "llm_cache" directive, it must be "on" or "off"
         llm_cache_max_body_size 256k;
         llm_cache_max_size 4m;
         llm_cache_status_header X-Cache;
+        llm_cache_invalid_json reject;
     }
 --- request eval
 ["POST /v1/chat/completions\n" . LLMCacheTest::fixture('openai/chat-request.json'),
@@ -254,3 +255,15 @@ invalid value "maybe" in "llm_cache" directive, it must be "on" or "off"
 GET /__stats
 --- response_body
 calls=0
+
+
+
+=== TEST 20: llm_cache_invalid_json takes pass or reject
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_invalid_json refuse;
+    }
+--- must_die
+--- error_log
+invalid value "refuse"

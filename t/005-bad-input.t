@@ -75,11 +75,14 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: broken JSON of many shapes: 400, no provider call
+=== TEST 1: broken JSON of many shapes: 400, no provider call (llm_cache_invalid_json reject)
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 [map({ "POST /v1/chat/completions\n$_" }
      '{"model":"m","messages":[{"role":"user","content":"hi"',
@@ -142,11 +145,14 @@ llm_cache: invalid JSON in request body: parse error: premature EOF
 
 
 
-=== TEST 2: control characters inside strings are not JSON
+=== TEST 2: control characters inside strings are not JSON (llm_cache_invalid_json reject)
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 [map({ "POST /v1/chat/completions\n" . ::prompt($_) }
      "a\x01b", "line\nbreak", "tab\there", "nul\x00byte", "esc\x1b[0m"),
@@ -160,11 +166,14 @@ llm_cache: invalid JSON in request body: parse error: premature EOF
 
 
 
-=== TEST 3: invalid UTF-8 inside strings: 400; valid 4-byte UTF-8 and its escape are one key
+=== TEST 3: invalid UTF-8 inside strings: 400; valid 4-byte UTF-8 and its escape are one key (llm_cache_invalid_json reject)
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 [map({ "POST /v1/chat/completions\n" . ::prompt($_) }
      "\xff", "caf\xe9", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80",
@@ -193,6 +202,8 @@ different requests would be the same.  "\\ud800" is no escape of one.
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 [map({ "POST /v1/chat/completions\n" . ::prompt($_) }
      '\ud800', '?', '\ud800', '\ud800\u0041', '\ud800\\\\u0041', '\udc00',
@@ -215,6 +226,8 @@ llm_cache: request not cached: unpaired UTF-16 surrogate in a string
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 [map({ "POST /v1/chat/completions\n$_" } '"model"', '42', 'null', 'true',
      '-0.5e3'),
@@ -230,14 +243,15 @@ llm_cache: request not cached: the body is not a JSON object
 
 
 
-=== TEST 6: an empty body: Content-Length 0, only whitespace, empty chunked
+=== TEST 6: an empty body: Content-Length 0, only whitespace, empty chunked (llm_cache_invalid_json reject)
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
 --- more_headers eval
-["Content-Length: 0", "Content-Length: 3", "Transfer-Encoding: chunked",
- "", ""]
+["Authorization: Bearer sk-test\nContent-Length: 0", "Authorization: Bearer sk-test\nContent-Length: 3", "Authorization: Bearer sk-test\nTransfer-Encoding: chunked",
+ "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n",
  "POST /v1/chat/completions\n \t ",
@@ -252,13 +266,14 @@ llm_cache: request not cached: the body is not a JSON object
 
 
 
-=== TEST 7: chunked bodies: broken JSON is a 400, escapes split across chunks make the same key
+=== TEST 7: chunked bodies: broken JSON is a 400, escapes split across chunks make the same key (llm_cache_invalid_json reject)
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
 --- more_headers eval
-[("Transfer-Encoding: chunked") x 3, "", "", ""]
+[("Authorization: Bearer sk-test\nTransfer-Encoding: chunked") x 3, "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n" . ::chunked('{"model":"m","prompt":"a"', 5, 5),
  "POST /v1/chat/completions\n"
@@ -286,7 +301,7 @@ llm_cache: request not cached: the body is not a JSON object
         llm_cache_max_body_size 100;
     }
 --- more_headers eval
-["Transfer-Encoding: chunked", "", ""]
+["Authorization: Bearer sk-test\nTransfer-Encoding: chunked", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n" . ::chunked($::chat, 64, 64),
  "GET /__last",
@@ -301,13 +316,16 @@ llm_cache: request not cached: the body is not a JSON object
 
 
 
-=== TEST 9: nesting: deeper than 128 levels is passed through, 128 are cached, unclosed is a 400
+=== TEST 9: nesting: deeper than 128 levels is passed through, 128 are cached, unclosed is a 400 (llm_cache_invalid_json reject)
 Far beyond the limit (100000 levels) the parser must neither crash nor
 build anything.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","x":' . ('[' x 128) . (']' x 128) . '}',
  "POST /v1/chat/completions\n" . '{"model":"m","x":' . ('[' x 127) . (']' x 127) . '}',
@@ -340,6 +358,8 @@ llm_cache: request not cached: nested too deeply
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 my $big = ::prompt('x' x (900 * 1024));
 ["POST /v1/chat/completions\n$big",
@@ -363,6 +383,8 @@ my $big = ::prompt('x' x (900 * 1024));
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 my $big = ::prompt('x' x (1024 * 1024));
 ["POST /v1/chat/completions\n$big",
@@ -385,6 +407,8 @@ my $big = ::prompt('x' x (1024 * 1024));
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 [map({ "POST /v1/chat/completions\n" . '{"model":"m","n":' . $_ . '}' }
      '1e1000000000', '1e999999', '10e999998', '0.0001E+1000003',
@@ -413,6 +437,8 @@ llm_cache: request not cached: number exponent out of range
         client_max_body_size 2m;
         client_body_buffer_size 2m;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ['POST /v1/chat/completions' . "\n" . '{"model":"m","input":[' . join(',', (0) x 99998) . ']}',
  'POST /v1/chat/completions' . "\n" . '{"model":"m","input":[' . join(',', (0) x 99998) . ']}',
@@ -435,6 +461,8 @@ Inside a member left out of the key (metadata) they do not matter.
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","role":"system","content":"hi"}]}',
  "POST /v1/chat/completions\n" . '{"model":"m","\u006dodel":"n"}',
@@ -459,6 +487,8 @@ llm_cache: request not cached: duplicate member name
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n" . '{"model":"m","' . ('k' x 1025) . '":1}',
  "POST /v1/chat/completions\n" . '{"model":"m","' . ('k' x 1024) . '":1}',
@@ -472,25 +502,26 @@ llm_cache: request not cached: member name too long
 
 
 
-=== TEST 16: a body that is not JSON by its Content-Type is passed through, never refused
+=== TEST 16: a body that is not JSON by its Content-Type is passed through, never refused (llm_cache_invalid_json reject)
 Audio transcriptions are multipart, and a form or text body is the
 provider's to judge: no 400, nothing stored.  JSON types, with
 parameters, in any case, and a request without a Content-Type are parsed.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
 --- more_headers eval
-["Content-Type: text/plain",
- "Content-Type: application/x-www-form-urlencoded",
- "Content-Type: multipart/form-data; boundary=b0undary",
- "",
- "Content-Type: text/plain",
- "Content-Type: application/json; charset=utf-8",
- "Content-Type: APPLICATION/JSON",
- "Content-Type: application/vnd.api+json",
- "",
- "", ""]
+["Authorization: Bearer sk-test\nContent-Type: text/plain",
+ "Authorization: Bearer sk-test\nContent-Type: application/x-www-form-urlencoded",
+ "Authorization: Bearer sk-test\nContent-Type: multipart/form-data; boundary=b0undary",
+ "Authorization: Bearer sk-test",
+ "Authorization: Bearer sk-test\nContent-Type: text/plain",
+ "Authorization: Bearer sk-test\nContent-Type: application/json; charset=utf-8",
+ "Authorization: Bearer sk-test\nContent-Type: APPLICATION/JSON",
+ "Authorization: Bearer sk-test\nContent-Type: application/vnd.api+json",
+ "Authorization: Bearer sk-test",
+ "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 my $multipart = "--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
     . "--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
@@ -532,8 +563,9 @@ llm_cache: request not cached: the content type is not JSON
 --- more_headers eval
 use IO::Compress::Gzip qw(gzip);
 gzip(\$::chat => \my $gz, Minimal => 1) or die;
-["Content-Type: application/json\nContent-Encoding: gzip\nContent-Length: "
-     . length($gz), "", ""]
+["Authorization: Bearer sk-test\nContent-Type: application/json\n"
+     . "Content-Encoding: gzip\nContent-Length: " . length($gz),
+ "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 use IO::Compress::Gzip qw(gzip);
 gzip(\$::chat => \my $gz, Minimal => 1) or die;
@@ -559,6 +591,8 @@ connection closes, the hit has a Content-Length.
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions HTTP/1.0\n$::chat",
  "POST /v1/chat/completions HTTP/1.0\n$::chat",
@@ -588,7 +622,7 @@ wait lets nginx log the close before the first check of the log.
         llm_cache_redis_timeout 1s;
     }
 --- more_headers eval
-["Content-Length: " . length($::chat), "", "", ""]
+["Authorization: Bearer sk-test\nContent-Length: " . length($::chat), "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n" . substr($::chat, 0, length($::chat) / 2),
  "GET /__stats",
@@ -618,7 +652,7 @@ at Redis past the answer.
         llm_cache_redis_timeout 1s;
     }
 --- more_headers eval
-["X-Fake-Delay: 2500", "", "", "", "", "", "", ""]
+["Authorization: Bearer sk-test\nX-Fake-Delay: 2500", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", "Authorization: Bearer sk-test"]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__sleep?ms=800",
@@ -637,3 +671,62 @@ at Redis past the answer.
 --- response_body_like eval
 ['\A\z', '\Aok\n\z', '\Aok\n\z', '\Aok\n\z', '\Acalls=1\n\z',
  '\Akeys=0\n\z', '"id":"fake-2"', '"id":"fake-2"']
+
+
+
+=== TEST 21: malformed JSON goes to the provider by default: its own error, the exact bytes, nothing stored
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers
+Authorization: Bearer sk-test
+--- request eval
+["POST /v1/messages\n" . '{"model":"m", "messages":[',
+ "GET /__last",
+ "POST /v1/chat/completions\n" . "{'model':'m'}",
+ "GET /__last",
+ "GET /__stats",
+ "GET /__redis/keys"]
+--- response_headers eval
+["X-LLM-Cache: BYPASS", "", "X-LLM-Cache: BYPASS", "", "", ""]
+--- response_body_like eval
+['"id":"fake-1"',
+ '\APOST /v1/messages length=26 sha256='
+     . LLMCacheTest::sha256_hex('{"model":"m", "messages":[') . '\n\z',
+ '"id":"fake-2"',
+ '\APOST /v1/chat/completions length=13 sha256='
+     . LLMCacheTest::sha256_hex("{'model':'m'}") . '\n\z',
+ '\Acalls=2\n\z',
+ '\Akeys=0\n\z']
+--- error_log
+llm_cache: request not cached: invalid JSON in request body
+
+
+
+=== TEST 22: llm_cache_invalid_json reject: a 400 in the shape of the path's API, no provider call
+--- config
+    location /v1 {
+        llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
+    }
+--- more_headers
+Authorization: Bearer sk-test
+--- request eval
+[(map { "POST $_\n" . '{"model":' }
+     '/v1/chat/completions', '/v1/completions', '/v1/embeddings',
+     '/v1/responses', '/v1/other', '/v1/messages',
+     '/v1beta/models/gemini-2.0-flash:generateContent',
+     '/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse'),
+ "GET /__stats"]
+--- error_code eval
+[(400) x 8, 200]
+--- response_headers eval
+[("Content-Type: application/json\nX-LLM-Cache: BYPASS") x 8, ""]
+--- response_body_like eval
+[(::invalid('[^"]+')) x 5,
+ '\A\{"type":"error","error":\{"type":"invalid_request_error","message":"The request body is not valid JSON: [^"]+"\}\}\n\z',
+ ('\A\{"error":\{"code":400,"message":"Invalid JSON payload received: [^"]+","status":"INVALID_ARGUMENT"\}\}\n\z') x 2,
+ '\Acalls=0\n\z']
+--- error_log
+llm_cache: invalid JSON in request body

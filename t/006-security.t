@@ -214,6 +214,8 @@ the request line, arguments included, in the context of every [info] and
         llm_cache_pass /_llm;
     }
 --- log_level: debug
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1beta/models/gemini-2.0-flash:generateContent?key=sk-secret-alpha\n$::chat",
  "POST /v1beta/models/gemini-2.0-flash:generateContent?key=sk-secret-bravo\n$::chat",
@@ -231,7 +233,7 @@ the request line, arguments included, in the context of every [info] and
 
 
 
-=== TEST 6: the same secret in another header, two credentials, or none: all apart
+=== TEST 6: the same secret in another header, or two credentials: all apart; none: not cached
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -250,10 +252,10 @@ the request line, arguments included, in the context of every [info] and
  "GET /__redis/keys"]
 --- response_headers eval
 ["X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "X-LLM-Cache: MISS",
- "X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT", "", ""]
+ "X-LLM-Cache: MISS", "X-LLM-Cache: BYPASS", "X-LLM-Cache: HIT", "", ""]
 --- response_body_like eval
 ['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-3"', '"id":"fake-4"',
- '"id":"fake-5"', '"id":"fake-1"', '\Acalls=5\n\z', '\Akeys=5\n']
+ '"id":"fake-5"', '"id":"fake-1"', '\Acalls=5\n\z', '\Akeys=4\n']
 --- no_error_log eval
 [$::module_line_with_secret]
 
@@ -331,6 +333,7 @@ not know (empty namespace) is not cached.
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
+        llm_cache_invalid_json reject;
     }
 --- log_level: debug
 --- more_headers eval
@@ -398,6 +401,8 @@ provider (ERROR) and the error log says why, without the password.
         llm_cache_pass /_llm;
     }
 --- log_level: debug
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -413,3 +418,113 @@ provider (ERROR) and the error log says why, without the password.
 qr/\[error\] [^\n]*llm_cache: redis "127\.0\.0\.1:\d+"[^\n]*AUTH/
 --- no_error_log
 wrong-s3cret-pw
+
+
+
+=== TEST 12: no credential (or empty ones) and no llm_cache_namespace: not cached, and a notice says how to cache them
+--- config
+    location /v1 {
+        llm_cache_pass /_llm;
+    }
+--- more_headers eval
+["", "", "Authorization: ", "x-api-key: ", "", "", ""]
+--- request eval
+[("POST /v1/chat/completions\n$::chat") x 4,
+ "POST /v1beta/models/g:generateContent?key=\n$::chat",
+ "GET /__stats", "GET /__redis/keys"]
+--- response_headers eval
+[("X-LLM-Cache: BYPASS") x 5, "", ""]
+--- response_body_like eval
+['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-3"', '"id":"fake-4"',
+ '"id":"fake-5"', '\Acalls=5\n\z', '\Akeys=0\n\z']
+--- error_log eval
+[qr/\[notice\] .*llm_cache: requests without a credential header are not cached; to cache them, set "llm_cache_namespace" to a variable naming the tenant, or to a fixed string/,
+ "llm_cache: request not cached: no credential and no llm_cache_namespace"]
+
+
+
+=== TEST 13: no credential with a fixed llm_cache_namespace: shared on purpose
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_namespace "everyone";
+    }
+--- request eval
+[("POST /v1/chat/completions\n$::chat") x 2, "GET /__stats",
+ "GET /__redis/keys"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: HIT", "", ""]
+--- response_body_like eval
+['"id":"fake-1"', '"id":"fake-1"', '\Acalls=1\n\z', '\Akeys=1\n']
+
+
+
+=== TEST 14: OpenAI-Organization and OpenAI-Project split one key's namespace; Gemini's ?key= is a credential
+--- config
+    location /v1 {
+        llm_cache_pass /_llm;
+    }
+--- more_headers eval
+["Authorization: Bearer sk-secret-alpha\nOpenAI-Organization: org-1",
+ "Authorization: Bearer sk-secret-alpha\nOpenAI-Organization: org-2",
+ "Authorization: Bearer sk-secret-alpha\nOpenAI-Organization: org-1\nOpenAI-Project: proj-1",
+ "Authorization: Bearer sk-secret-alpha\nopenai-project: proj-1\nOpenAI-Organization: org-1",
+ "Authorization: Bearer sk-secret-alpha\nOpenAI-Organization: org-1",
+ "", "", "", ""]
+--- request eval
+[("POST /v1/chat/completions\n$::chat") x 5,
+ "POST /v1beta/models/g:generateContent?key=sk-secret-bravo\n$::chat",
+ "POST /v1beta/models/g:generateContent?key=sk-secret-bravo\n$::chat",
+ "POST /v1beta/models/g:generateContent?key=sk-secret-charlie\n$::chat",
+ "GET /__stats"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "X-LLM-Cache: MISS",
+ "X-LLM-Cache: MISS", "X-LLM-Cache: HIT", "X-LLM-Cache: MISS",
+ "X-LLM-Cache: HIT", "X-LLM-Cache: MISS", ""]
+--- response_body_like eval
+['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-3"', '"id":"fake-4"',
+ '"id":"fake-1"', '"id":"fake-5"', '"id":"fake-5"', '"id":"fake-6"',
+ '\Acalls=6\n\z']
+
+
+
+=== TEST 15: an entry the module would not have written is refused, answered from the provider and replaced
+Header injection through the content type, NUL bytes, statuses it never
+stores, absurd creation times, numbers it never writes: each is an ERROR
+answered by the provider, with no injected header, and its answer
+replaces the entry (overwritten=1 each time: the key is still there).
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers
+Authorization: Bearer sk-test
+--- request eval
+my @bad = (
+    "LLMC1 200 1 24\ntext/plain\r\nX-Injected: 1{}",
+    "LLMC1 200 1700000000 31\napplication/json\r\nX-Injected: 1{}",
+    "LLMC1 200 1700000000 31\napplication/json\nX-Injected: 1\n{}",
+    "LLMC1 200 1700000000 17\napplication/json\0{}",
+    "LLMC1 200 1700000000 16\napplication/json{\"a\":\"\0\"}",
+    "LLMC1 204 1700000000 16\napplication/json{}",
+    "LLMC1 304 1700000000 16\napplication/json{}",
+    "LLMC1 599 1700000000 16\napplication/json{}",
+    "LLMC1 0200 1700000000 16\napplication/json{}",
+    "LLMC1 200 0 16\napplication/json{}",
+    "LLMC1 200 4102444800 16\napplication/json{}",
+    "LLMC1 200 1700000000 10\ntext/plain{}",
+    "LLMC1 200 1700000000 32\napplication/json; charset=\"utf-8{}",
+);
+[ "POST /v1/chat/completions\n$::chat",
+  (map { ("GET /__redis/overwrite?hex=" . unpack('H*', $_),
+          "POST /v1/chat/completions\n$::chat") } @bad),
+  "POST /v1/chat/completions\n$::chat",
+  "GET /__stats" ]
+--- response_headers eval
+[ "X-LLM-Cache: MISS",
+  (("", "X-LLM-Cache: ERROR\n!X-Injected") x 13),
+  "X-LLM-Cache: HIT\n!X-Injected", "" ]
+--- response_body_like eval
+[ '"id":"fake-1"',
+  (map { ('\Aoverwritten=1\n\z', '"id":"fake-' . ($_ + 1) . '"') } 1 .. 13),
+  '"id":"fake-14"', '\Acalls=14\n\z' ]

@@ -26,6 +26,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=300",
  "POST /v1/chat/completions\n$::chat",
@@ -45,6 +47,8 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -67,6 +71,8 @@ __DATA__
         llm_cache_pass /_llm;
         llm_cache_lock on;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -89,6 +95,8 @@ __DATA__
         llm_cache_pass /_llm;
     }
 --- log_level: debug
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -114,6 +122,8 @@ Wrong-Pa55-9f3e
         llm_cache_pass /_llm;
         llm_cache_ttl 77s;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=300",
  "POST /v1/chat/completions\n$::chat",
@@ -131,6 +141,8 @@ Wrong-Pa55-9f3e
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /v1/chat/completions\n$::chat",
@@ -153,6 +165,7 @@ Wrong-Pa55-9f3e
         llm_cache_max_size 8m;
     }
 --- more_headers
+Authorization: Bearer sk-test
 X-Fake-Size: 5000000
 Content-Type: application/json
 --- request eval
@@ -175,6 +188,8 @@ Content-Type: application/json
         llm_cache_pass /_llm;
         llm_cache_redis_timeout 300ms;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /__redis/pause?ms=1000",
@@ -204,6 +219,8 @@ Content-Type: application/json
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=400",
  "POST /v1/chat/completions\n$::chat",
@@ -224,6 +241,8 @@ qr/\[warn\] .*llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row, not u
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["GET /__sleep?ms=200",
  "POST /__redis/kill",
@@ -246,6 +265,7 @@ qr/\[warn\] .*llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row, not u
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 150
 --- request eval
@@ -278,6 +298,7 @@ GET failed
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 150
 --- request eval
@@ -309,6 +330,8 @@ GET failed
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- more_headers
+Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/wrongtype",

@@ -27,6 +27,7 @@ __DATA__
         llm_cache_redis_timeout 1s;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 600
 --- request eval
@@ -45,6 +46,7 @@ X-Fake-Delay: 600
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 600
 --- request eval
@@ -65,6 +67,7 @@ X-Fake-Delay: 600
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Event-Delay: 50
 --- request eval
@@ -83,6 +86,7 @@ X-Fake-Event-Delay: 50
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 400
 X-Fake-Fail-First: 500
@@ -105,6 +109,7 @@ X-Fake-Fail-First: 500
         llm_cache_lock_timeout 300ms;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 1500
 --- request eval
@@ -126,6 +131,7 @@ waited llm_cache_lock_timeout for another request's answer
         llm_cache_ttl 55s;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /v1/chat/completions\n$::chat", "GET /__redis/keys",
@@ -145,6 +151,7 @@ Content-Type: application/json
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Status: 429
 --- request eval
@@ -166,6 +173,7 @@ X-Fake-Status: 429
         llm_cache_lock on;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /__fire?n=3&gap=0\n$::chat", "GET /__stats"]
@@ -199,6 +207,7 @@ look again (10 ms), in seconds with milliseconds.
         add_header X-Lock-Wait $llm_cache_lock_wait always;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 X-Fake-Delay: 1500
 --- request eval
@@ -222,6 +231,7 @@ Redis writes, so the look-up passes and the SET NX queues behind it.
         llm_cache_redis_timeout 1s;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /v1/chat/completions\n$::chat", "GET /__redis/race?ms=300",
@@ -247,6 +257,7 @@ lock free.
         add_header X-Lock-Wait $llm_cache_lock_wait always;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
@@ -271,7 +282,7 @@ as it sees them while the leader calls it.
         llm_cache_lock on;
     }
 --- more_headers eval
-["Content-Type: application/json\nX-Fake-Locks: 1",
+["Content-Type: application/json\nX-Fake-Locks: 1\nAuthorization: Bearer sk-test",
  "Content-Type: application/json\nX-Fake-Locks: 1\nAuthorization: Bearer sk-other",
  "", ""]
 --- request eval

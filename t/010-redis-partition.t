@@ -35,6 +35,7 @@ __DATA__
         llm_cache_redis_timeout 200ms;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /__outage?settle=300&mode=freeze&ms=1500&during=1\n$::chat",
@@ -60,6 +61,7 @@ qr/llm_cache: redis "127\.0\.0\.1:\d+" timed out: no reply within llm_cache_redi
         llm_cache_redis_timeout 200ms;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /__outage?settle=300&mode=freeze&ms=1500&during=1\n$::chat",
@@ -98,6 +100,7 @@ qr/llm_cache: redis "127\.0\.0\.1:\d+" failed 1 times in a row/
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /__outage?settle=300&mode=down&ms=6000&rounds=2&within=$::within\n$::chat",
@@ -121,6 +124,7 @@ qr/llm_cache: redis "127\.0\.0\.1:\d+" answers again, in use/
         llm_cache_pass /_llm;
     }
 --- more_headers
+Authorization: Bearer sk-test
 Content-Type: application/json
 --- request eval
 ["POST /__outage?settle=300&mode=down&ms=6000&during=1&within=$::within\n$::chat",

@@ -587,6 +587,25 @@ class Handler(BaseHTTPRequestHandler):
             n = sum(1 for line in out.split(b"\n")
                     if b" name=llm_cache " in line)
             self.send_plain(200, b"llm_cache clients=%d\n" % n)
+        elif path == "/__redis/overwrite":
+            # an entry the module would never write, under every cache key
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            try:
+                value = bytes.fromhex(query.get("hex", [""])[0])
+                keys = redis_command(self.server.redis_host,
+                                     self.server.redis_port, "KEYS", "*")
+                n = 0
+                for k in keys:
+                    if k.endswith(b":lock"):
+                        continue
+                    redis_command(self.server.redis_host,
+                                  self.server.redis_port,
+                                  "SET", k, value, "KEEPTTL")
+                    n += 1
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            self.send_plain(200, b"overwritten=%d\n" % n)
         elif path == "/__fire":
             self.fire(body)
         elif path == "/__outage":
