@@ -93,20 +93,6 @@ ngx_llm_cache_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    switch (ngx_http_test_predicates(r, lcf->bypass)) {
-
-    case NGX_ERROR:
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-
-    case NGX_DECLINED:
-        ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_BYPASS, 0);
-        return;
-
-    default: /* NGX_OK */
-        break;
-    }
-
     size = 0;
 
     if (r->request_body) {
@@ -134,6 +120,20 @@ ngx_llm_cache_body_handler(ngx_http_request_t *r)
     switch (rc) {
 
     case NGX_OK:
+
+        /* after the key: a map of $llm_cache_model may decide them */
+
+        if (ngx_llm_cache_controls(r, ctx) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (ctx->refresh) {
+            /* as proxy_cache_bypass: no look-up, the answer is stored */
+            ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_BYPASS, 1);
+            return;
+        }
+
         ngx_llm_cache_lookup(r, ctx);
         return;
 
@@ -230,7 +230,12 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
         break;
 
     case NGX_DECLINED:
-        if (lcf->lock && ngx_llm_cache_lock_take(r, ctx) == NGX_OK) {
+
+        /* a miss not to be stored makes nobody wait for it */
+
+        if (lcf->lock && !ctx->no_store
+            && ngx_llm_cache_lock_take(r, ctx) == NGX_OK)
+        {
             /* the entry, a miss with the lock, or an error comes here */
             break;
         }
@@ -426,9 +431,9 @@ ngx_llm_cache_pass(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     ngx_http_set_ctx(sr, ctx, ngx_llm_cache_module);
 
     ctx->sr = sr;
-    ctx->capture = capture;
+    ctx->capture = capture && !ctx->no_store;
 
-    if (capture) {
+    if (ctx->capture) {
         /* the body filter copies memory buffers, never file ones */
         sr->filter_need_in_memory = 1;
     }

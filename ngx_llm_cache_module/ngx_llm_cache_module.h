@@ -64,6 +64,8 @@ typedef struct {
     ngx_http_complex_value_t      *ttl;
     ngx_http_complex_value_t      *namespace;
     ngx_array_t                   *bypass;
+    ngx_array_t                   *no_store;
+    ngx_flag_t                     client_control;
 
     ngx_str_t                      key_prefix;
     ngx_llm_cache_json_conf_t      json;
@@ -120,6 +122,12 @@ typedef struct {
     unsigned                       wait_over:1;
     unsigned                       redirected:1;
     unsigned                       lock_given_up:1;
+
+    /* request controls, see ngx_llm_cache_control.c */
+    time_t                         max_age;
+    unsigned                       has_max_age:1;
+    unsigned                       refresh:1;
+    unsigned                       no_store:1;
 } ngx_llm_cache_ctx_t;
 
 
@@ -131,6 +139,10 @@ ngx_int_t ngx_llm_cache_handler(ngx_http_request_t *r);
 ngx_llm_cache_ctx_t *ngx_llm_cache_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_llm_cache_rewrite_handler(ngx_http_request_t *r);
 void ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value);
+
+/* ngx_llm_cache_control.c */
+ngx_int_t ngx_llm_cache_controls(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
 
 /* ngx_llm_cache_lock.c */
 ngx_int_t ngx_llm_cache_lock_take(ngx_http_request_t *r,

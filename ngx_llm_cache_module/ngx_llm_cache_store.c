@@ -205,6 +205,12 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return;
     }
 
+    /* the client's Cache-Control: max-age, with llm_cache_client_control */
+
+    if (ctx->has_max_age && ctx->max_age < ttl) {
+        ttl = ctx->max_age;
+    }
+
     if (ttl == 0) {
         return;
     }
