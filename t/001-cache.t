@@ -445,7 +445,7 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
 
 
 
-=== TEST 21: llm_cache_bypass skips the lookup and the store
+=== TEST 21: llm_cache_bypass skips the lookup; its fresh answer replaces the entry
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -461,7 +461,7 @@ my $big = '{"model":"m","messages":[{"role":"user","content":"' . ('x' x 20000) 
 --- response_headers eval
 ["X-LLM-Cache: MISS", "X-LLM-Cache: BYPASS", "X-LLM-Cache: HIT", ""]
 --- response_body_like eval
-['fake-1', 'fake-2', 'fake-1', '\Acalls=2\n\z']
+['fake-1', 'fake-2', 'fake-2', '\Acalls=2\n\z']
 
 
 

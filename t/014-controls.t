@@ -188,7 +188,30 @@ __DATA__
 
 
 
-=== TEST 8: the client's Cache-Control is ignored by default
+=== TEST 8: a variable that "set" makes keeps its value (not evaluated again)
+--- config
+    location /v1/ {
+        set $skip $http_x_r;
+        llm_cache_pass /_llm;
+        llm_cache_bypass $skip;
+    }
+--- more_headers eval
+[$::auth, "$::auth\nX-R: 1", $::auth, $::auth]
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /__stats"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: BYPASS", "X-LLM-Cache: HIT", ""]
+--- response_body_like eval
+['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-2"', '\Acalls=2\n\z']
+--- no_error_log
+uninitialized
+
+
+
+=== TEST 9: the client's Cache-Control is ignored by default
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -212,7 +235,7 @@ __DATA__
 
 
 
-=== TEST 9: llm_cache_client_control on: no-cache refreshes the entry
+=== TEST 10: llm_cache_client_control on: no-cache refreshes the entry
 --- config
     llm_cache_client_control on;
     location /v1/ {
@@ -232,7 +255,7 @@ __DATA__
 
 
 
-=== TEST 10: llm_cache_client_control on: no-store keeps the answer out, an entry is still served
+=== TEST 11: llm_cache_client_control on: no-store keeps the answer out, an entry is still served
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -255,7 +278,7 @@ __DATA__
 
 
 
-=== TEST 11: llm_cache_client_control on: max-age sets the TTL of what is stored
+=== TEST 12: llm_cache_client_control on: max-age sets the TTL of what is stored
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -272,7 +295,7 @@ __DATA__
 
 
 
-=== TEST 12: max-age is capped by llm_cache_ttl; an invalid one is ignored
+=== TEST 13: max-age is capped by llm_cache_ttl; an invalid one is ignored
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -292,7 +315,7 @@ __DATA__
 
 
 
-=== TEST 13: max-age=0: nothing stored
+=== TEST 14: max-age=0: nothing stored
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -311,7 +334,7 @@ __DATA__
 
 
 
-=== TEST 14: llm_cache_client_control off in a location under a server that has it on
+=== TEST 15: llm_cache_client_control off in a location under a server that has it on
 --- config
     llm_cache_client_control on;
     location /v1/ {
@@ -332,7 +355,7 @@ __DATA__
 
 
 
-=== TEST 15: with llm_cache_lock, refreshes neither wait for one another nor coalesce
+=== TEST 16: with llm_cache_lock, refreshes neither wait for one another nor coalesce
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -353,7 +376,7 @@ X-Fake-Delay: 600
 
 
 
-=== TEST 16: with llm_cache_lock, misses not to be stored take no lock and go each to the provider
+=== TEST 17: with llm_cache_lock, misses not to be stored take no lock and go each to the provider
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -373,7 +396,7 @@ X-Fake-Delay: 600
 
 
 
-=== TEST 17: llm_cache_client_control with a bad value
+=== TEST 18: llm_cache_client_control with a bad value
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -385,7 +408,7 @@ invalid value "yes" in "llm_cache_client_control" directive, it must be "on" or 
 
 
 
-=== TEST 18: llm_cache_no_store with no value
+=== TEST 19: llm_cache_no_store with no value
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -397,7 +420,7 @@ invalid number of arguments in "llm_cache_no_store" directive
 
 
 
-=== TEST 19: llm_cache_no_store with an unknown variable
+=== TEST 20: llm_cache_no_store with an unknown variable
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
