@@ -215,8 +215,11 @@ like($err, qr/usage: warm /, 'no FILE: usage');
 # a failing provider: failed counts, exit status 1, nothing stored
 reset_all();
 my $two = write_file('two.jsonl', $chat, qq({"path": "/v1/embeddings", "body": $embed}));
-($rc, $out, $err, $n) = warm(undef, '--url', $url,
+# (one at a time, slowly, with a progress line every 0.2 s)
+($rc, $out, $err, $n) = warm(undef, '--url', $url, '-c', '1',
+                             '--progress', '0.2',
                              '-H', 'Authorization: Bearer sk-fail',
+                             '-H', 'X-Fake-Delay: 400',
                              '-H', 'X-Fake-Status: 500', $two);
 $n = short($n);
 is(summary($n, @all),
@@ -226,6 +229,9 @@ is($rc, 1, 'provider 500: exit status 1');
 like($err, qr{^warm: line 2: /v1/embeddings: HTTP 500 \(MISS\)}m,
      'provider 500: the line, path and status are named');
 is((keys_in_redis())[0], 0, 'provider 500: nothing stored');
+like($err, qr{^warm: [01]/2 stored 0, cached 0, failed [01]  [\d.]+/s$}m,
+     'not a terminal: plain progress lines');
+unlike($err, qr/\r/, 'not a terminal: no carriage return');
 
 # a stream cut short is read to its end, and fails
 reset_all();
