@@ -21,6 +21,7 @@ my $warm = "$LLMCacheTest::RepoRoot/scripts/warm";
 my $dir = tempdir(CLEANUP => 1);
 my $port = LLMCacheTest::_free_port();
 my $url = "http://127.0.0.1:$port";
+my $port_idle = LLMCacheTest::_free_port();    # keepalive_timeout 1s
 
 mkdir "$dir/logs";
 open my $conf, '>', "$dir/nginx.conf" or die $!;
@@ -39,6 +40,20 @@ http {
     server {
         listen 127.0.0.1:$port;
         keepalive_requests 1000;
+        location /v1/ {
+            llm_cache_pass /_llm;
+        }
+        location /_llm/ {
+            internal;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_pass http://llm_provider/;
+        }
+    }
+    server {
+        listen 127.0.0.1:$port_idle;
+        keepalive_timeout 1s;
         location /v1/ {
             llm_cache_pass /_llm;
         }
@@ -206,6 +221,34 @@ my %conns = map { ((split / /)[0] => 1) } @lines[$logged .. $#lines];
 is(@lines - $logged, 5, 'stdin: five requests logged');
 ok(keys(%conns) <= 2, 'stdin: on at most two connections (' . keys(%conns)
    . ')');
+
+# a keep-alive connection that the gateway closed while it was idle
+# (keepalive_timeout 1s): the request goes again on a new connection
+reset_all();
+{
+    my $pid = open(my $to, '|-');
+    die "fork: $!" if !defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/out" or die $!;
+        open STDERR, '>', "$dir/err" or die $!;
+        exec $warm, '--url', "http://127.0.0.1:$port_idle", '-c', '1',
+             '-H', 'Authorization: Bearer sk-idle', '-'
+            or exit 127;
+    }
+    $to->autoflush(1);
+    print $to "$chat\n";
+    ok(wait_until(sub { calls() == 1 }, 10), 'idle: the first request sent');
+    sleep 2;
+    print $to qq({"path": "/v1/embeddings", "body": $embed}\n);
+    close $to;
+    my $rc = $?;
+    my ($out, $err) = (slurp("$dir/out"), slurp("$dir/err"));
+    my $n = short({ $out =~ /^([a-z ]+):\s+(\d+)$/mg });
+    is(summary($n, qw(sent stored failed)), 'sent=2 stored=2 failed=0',
+       'idle: both stored') or diag("stdout:\n$out\nstderr:\n$err");
+    is($rc, 0, 'idle: exit status 0 (no signal)');
+    is(calls(), 2, 'idle: two provider calls');
+}
 
 # a usage error: exit status 2
 ($rc, $out, $err) = warm(undef, '--url', $url);
