@@ -32,6 +32,9 @@
 #define NGX_LLM_CACHE_METRICS_NONE      (NGX_LLM_CACHE_METRICS_MAX_MODELS + 1)
 #define NGX_LLM_CACHE_METRICS_SLOTS     (NGX_LLM_CACHE_METRICS_MAX_MODELS + 2)
 
+/* servers with counters of their own, in the order of the configuration */
+#define NGX_LLM_CACHE_METRICS_REDIS     8
+
 /* Redis reply time histogram buckets, in milliseconds (and +Inf) */
 #define NGX_LLM_CACHE_METRICS_BUCKETS   7
 
@@ -63,6 +66,16 @@ typedef struct {
 
 
 typedef struct {
+    u_char                         name_len;
+    u_char                         name[NGX_LLM_CACHE_METRICS_LABEL];
+    ngx_atomic_t                   ok;        /* the last event a success */
+    ngx_atomic_t                   connects;
+    ngx_atomic_t                   failures;
+    ngx_atomic_t                   breakers;  /* open, a gauge */
+} ngx_llm_cache_metrics_redis_t;
+
+
+typedef struct {
     size_t                         size;     /* the layout it was made with */
     ngx_atomic_t                   nmodels;
 
@@ -79,11 +92,10 @@ typedef struct {
     ngx_atomic_t                   lock_waits;
     ngx_atomic_t                   lock_wait_ms;
 
-    /* Redis, all servers and workers together */
-    ngx_atomic_t                   redis_ok;        /* the last event */
-    ngx_atomic_t                   redis_connects;
-    ngx_atomic_t                   redis_failures;
-    ngx_atomic_t                   redis_breakers;  /* open, a gauge */
+    /* by llm_cache_redis server, all workers together */
+    ngx_llm_cache_metrics_redis_t  redis[NGX_LLM_CACHE_METRICS_REDIS];
+
+    /* every server's replies */
     ngx_atomic_t                   redis_bucket[NGX_LLM_CACHE_METRICS_BUCKETS];
     ngx_atomic_t                   redis_replies;
     ngx_atomic_t                   redis_reply_ms;
@@ -118,6 +130,8 @@ static u_char *ngx_llm_cache_metrics_json(u_char *p,
     ngx_llm_cache_metrics_out_t *out);
 static u_char *ngx_llm_cache_metrics_help(u_char *p, char *name, char *help,
     char *type);
+static u_char *ngx_llm_cache_metrics_redis_lines(u_char *p,
+    ngx_llm_cache_metrics_out_t *out, char *metric, ngx_uint_t field);
 
 
 static ngx_str_t  ngx_llm_cache_metrics_zone_name =
@@ -333,14 +347,62 @@ ngx_llm_cache_metrics_shm(void)
 }
 
 
+/* the server's counters: its place among the configuration's servers */
+
+static ngx_llm_cache_metrics_redis_t *
+ngx_llm_cache_metrics_redis(ngx_llm_cache_metrics_shm_t *shm, void *server,
+    ngx_str_t *name)
+{
+    size_t                          len;
+    ngx_uint_t                      i;
+    ngx_llm_cache_main_conf_t      *lmcf;
+    ngx_llm_cache_metrics_redis_t  *mr;
+    ngx_llm_cache_redis_server_t  **s;
+
+    lmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_llm_cache_module);
+
+    if (lmcf == NULL) {
+        return NULL;
+    }
+
+    s = lmcf->servers->elts;
+
+    for (i = 0; i < lmcf->servers->nelts; i++) {
+        if (s[i] == server) {
+            break;
+        }
+    }
+
+    if (i == lmcf->servers->nelts || i >= NGX_LLM_CACHE_METRICS_REDIS) {
+        return NULL;
+    }
+
+    mr = &shm->redis[i];
+
+    /* every worker writes the same bytes; a new configuration renames */
+
+    len = ngx_min(name->len, NGX_LLM_CACHE_METRICS_LABEL);
+
+    if (mr->name_len != len || ngx_memcmp(mr->name, name->data, len) != 0) {
+        ngx_memcpy(mr->name, name->data, len);
+        mr->name_len = (u_char) len;
+    }
+
+    return mr;
+}
+
+
 /* every command's reply (ok: in time), from ngx_llm_cache_redis_reply() */
 
 void
-ngx_llm_cache_metrics_redis_reply(ngx_msec_t sent, ngx_uint_t ok)
+ngx_llm_cache_metrics_redis_reply(void *server, ngx_str_t *name,
+    ngx_msec_t sent, ngx_uint_t ok)
 {
-    ngx_uint_t                    i;
-    ngx_msec_t                    ms;
-    ngx_llm_cache_metrics_shm_t  *shm;
+    ngx_uint_t                      i;
+    ngx_msec_t                      ms;
+    ngx_llm_cache_metrics_shm_t    *shm;
+    ngx_llm_cache_metrics_redis_t  *mr;
 
     shm = ngx_llm_cache_metrics_shm();
 
@@ -360,14 +422,20 @@ ngx_llm_cache_metrics_redis_reply(ngx_msec_t sent, ngx_uint_t ok)
     (void) ngx_atomic_fetch_add(&shm->redis_replies, 1);
     (void) ngx_atomic_fetch_add(&shm->redis_reply_ms, ms);
 
-    shm->redis_ok = 1;
+    mr = ngx_llm_cache_metrics_redis(shm, server, name);
+
+    if (mr && !mr->ok) {
+        mr->ok = 1;
+    }
 }
 
 
 void
-ngx_llm_cache_metrics_redis_event(ngx_uint_t event)
+ngx_llm_cache_metrics_redis_event(void *server, ngx_str_t *name,
+    ngx_uint_t event)
 {
-    ngx_llm_cache_metrics_shm_t  *shm;
+    ngx_llm_cache_metrics_shm_t    *shm;
+    ngx_llm_cache_metrics_redis_t  *mr;
 
     shm = ngx_llm_cache_metrics_shm();
 
@@ -375,24 +443,30 @@ ngx_llm_cache_metrics_redis_event(ngx_uint_t event)
         return;
     }
 
+    mr = ngx_llm_cache_metrics_redis(shm, server, name);
+
+    if (mr == NULL) {
+        return;
+    }
+
     switch (event) {
 
     case NGX_LLM_CACHE_METRICS_REDIS_CONNECT:
-        (void) ngx_atomic_fetch_add(&shm->redis_connects, 1);
-        shm->redis_ok = 1;
+        (void) ngx_atomic_fetch_add(&mr->connects, 1);
+        mr->ok = 1;
         break;
 
     case NGX_LLM_CACHE_METRICS_REDIS_FAILURE:
-        (void) ngx_atomic_fetch_add(&shm->redis_failures, 1);
-        shm->redis_ok = 0;
+        (void) ngx_atomic_fetch_add(&mr->failures, 1);
+        mr->ok = 0;
         break;
 
     case NGX_LLM_CACHE_METRICS_REDIS_BREAKER_OPEN:
-        (void) ngx_atomic_fetch_add(&shm->redis_breakers, 1);
+        (void) ngx_atomic_fetch_add(&mr->breakers, 1);
         break;
 
     default: /* NGX_LLM_CACHE_METRICS_REDIS_BREAKER_CLOSE */
-        (void) ngx_atomic_fetch_add(&shm->redis_breakers, (ngx_atomic_int_t) -1);
+        (void) ngx_atomic_fetch_add(&mr->breakers, (ngx_atomic_int_t) -1);
         break;
     }
 }
@@ -1021,9 +1095,9 @@ ngx_llm_cache_metrics_prometheus(u_char *p, ngx_llm_cache_metrics_out_t *out)
     }
 
     p = ngx_llm_cache_metrics_help(p,
-                                   "llm_cache_provider_time_saved_seconds_total",
-                                   "The provider's time for the answers "
-                                   "that hits replayed.", "counter");
+                               "llm_cache_provider_time_saved_seconds_total",
+                               "The provider's time for the answers that "
+                               "hits replayed.", "counter");
 
     for (i = ngx_llm_cache_metrics_first(out);
          i < NGX_LLM_CACHE_METRICS_SLOTS;
@@ -1075,28 +1149,28 @@ ngx_llm_cache_metrics_prometheus(u_char *p, ngx_llm_cache_metrics_out_t *out)
                     v / 1000, v % 1000);
 
     p = ngx_llm_cache_metrics_help(p, "llm_cache_redis_up",
-                                   "1 if the last Redis event (a reply, a "
-                                   "connection, a failure) was a success.",
+                                   "1 if the server's last event (a reply, "
+                                   "a connection, a failure) was a success.",
                                    "gauge");
-    p = ngx_sprintf(p, "llm_cache_redis_up %uA\n", out->shm->redis_ok);
+    p = ngx_llm_cache_metrics_redis_lines(p, out, "llm_cache_redis_up", 0);
 
     p = ngx_llm_cache_metrics_help(p, "llm_cache_redis_breakers_open",
-                                   "Workers (times Redis servers) whose "
-                                   "circuit breaker is open.", "gauge");
-    p = ngx_sprintf(p, "llm_cache_redis_breakers_open %A\n",
-                    ngx_max((ngx_atomic_int_t) out->shm->redis_breakers, 0));
+                                   "Workers whose circuit breaker for the "
+                                   "server is open.", "gauge");
+    p = ngx_llm_cache_metrics_redis_lines(p, out,
+                                          "llm_cache_redis_breakers_open", 1);
 
     p = ngx_llm_cache_metrics_help(p, "llm_cache_redis_connects_total",
-                                   "Redis connections set up (reconnects "
+                                   "Connections set up (reconnects "
                                    "included).", "counter");
-    p = ngx_sprintf(p, "llm_cache_redis_connects_total %uA\n",
-                    out->shm->redis_connects);
+    p = ngx_llm_cache_metrics_redis_lines(p, out,
+                                          "llm_cache_redis_connects_total", 2);
 
     p = ngx_llm_cache_metrics_help(p, "llm_cache_redis_failures_total",
-                                   "Redis failures: connections failed or "
-                                   "lost, commands timed out.", "counter");
-    p = ngx_sprintf(p, "llm_cache_redis_failures_total %uA\n",
-                    out->shm->redis_failures);
+                                   "Connections failed or lost, commands "
+                                   "timed out.", "counter");
+    p = ngx_llm_cache_metrics_redis_lines(p, out,
+                                          "llm_cache_redis_failures_total", 3);
 
     p = ngx_llm_cache_metrics_help(p,
                                    "llm_cache_redis_command_duration_seconds",
@@ -1122,6 +1196,46 @@ ngx_llm_cache_metrics_prometheus(u_char *p, ngx_llm_cache_metrics_out_t *out)
 }
 
 
+/* one line per server: up, breakers open, connects, failures */
+
+static u_char *
+ngx_llm_cache_metrics_redis_lines(u_char *p, ngx_llm_cache_metrics_out_t *out,
+    char *metric, ngx_uint_t field)
+{
+    ngx_uint_t                      i;
+    ngx_atomic_int_t                v;
+    ngx_llm_cache_metrics_redis_t  *mr;
+
+    for (i = 0; i < NGX_LLM_CACHE_METRICS_REDIS; i++) {
+        mr = &out->shm->redis[i];
+
+        if (mr->name_len == 0) {
+            continue;
+        }
+
+        switch (field) {
+        case 0:
+            v = mr->ok;
+            break;
+        case 1:
+            v = ngx_max((ngx_atomic_int_t) mr->breakers, 0);
+            break;
+        case 2:
+            v = mr->connects;
+            break;
+        default:
+            v = mr->failures;
+            break;
+        }
+
+        p = ngx_sprintf(p, "%s{server=\"%*s\"} %A\n", metric,
+                        (size_t) mr->name_len, mr->name, v);
+    }
+
+    return p;
+}
+
+
 static u_char *
 ngx_llm_cache_metrics_help(u_char *p, char *name, char *help, char *type)
 {
@@ -1133,10 +1247,11 @@ ngx_llm_cache_metrics_help(u_char *p, char *name, char *help, char *type)
 static u_char *
 ngx_llm_cache_metrics_json(u_char *p, ngx_llm_cache_metrics_out_t *out)
 {
-    ngx_str_t                      label;
-    ngx_uint_t                     i, s, first, first_model;
-    ngx_atomic_uint_t              v;
-    ngx_llm_cache_metrics_slot_t  *slot;
+    ngx_str_t                       label;
+    ngx_uint_t                      i, s, first, first_model;
+    ngx_atomic_uint_t               v;
+    ngx_llm_cache_metrics_slot_t   *slot;
+    ngx_llm_cache_metrics_redis_t  *mr;
 
     /* {"requests":{"HIT":{"gpt-4.1-mini":3,...},...}} */
 
@@ -1249,12 +1364,28 @@ ngx_llm_cache_metrics_json(u_char *p, ngx_llm_cache_metrics_out_t *out)
     p = ngx_sprintf(p, "},\"lock\":{\"waits\":%uA,\"wait_seconds\":"
                     "%uA.%03uA},", out->shm->lock_waits, v / 1000, v % 1000);
 
-    p = ngx_sprintf(p, "\"redis\":{\"up\":%uA,\"breakers_open\":%A,"
-                    "\"connects\":%uA,\"failures\":%uA,"
-                    "\"command_duration_seconds\":{\"buckets\":{",
-                    out->shm->redis_ok,
-                    ngx_max((ngx_atomic_int_t) out->shm->redis_breakers, 0),
-                    out->shm->redis_connects, out->shm->redis_failures);
+    p = ngx_cpymem(p, "\"redis\":{\"servers\":{",
+                   sizeof("\"redis\":{\"servers\":{") - 1);
+
+    for (i = 0, first = 1; i < NGX_LLM_CACHE_METRICS_REDIS; i++) {
+        mr = &out->shm->redis[i];
+
+        if (mr->name_len == 0) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s\"%*s\":{\"up\":%uA,\"breakers_open\":%A,"
+                        "\"connects\":%uA,\"failures\":%uA}",
+                        first ? "" : ",", (size_t) mr->name_len, mr->name,
+                        mr->ok,
+                        ngx_max((ngx_atomic_int_t) mr->breakers, 0),
+                        mr->connects, mr->failures);
+        first = 0;
+    }
+
+    p = ngx_cpymem(p, "},\"command_duration_seconds\":{\"buckets\":{",
+                   sizeof("},\"command_duration_seconds\":{\"buckets\":{")
+                   - 1);
 
     for (s = 0, v = 0; s < NGX_LLM_CACHE_METRICS_BUCKETS; s++) {
         v += out->shm->redis_bucket[s];

@@ -233,8 +233,10 @@ ngx_int_t ngx_llm_cache_metrics_init(ngx_conf_t *cf,
 void ngx_llm_cache_metrics_request(ngx_llm_cache_ctx_t *ctx);
 void ngx_llm_cache_metrics_usage(ngx_http_request_t *sr,
     ngx_llm_cache_ctx_t *ctx);
-void ngx_llm_cache_metrics_redis_reply(ngx_msec_t sent, ngx_uint_t ok);
-void ngx_llm_cache_metrics_redis_event(ngx_uint_t event);
+void ngx_llm_cache_metrics_redis_reply(void *server, ngx_str_t *name,
+    ngx_msec_t sent, ngx_uint_t ok);
+void ngx_llm_cache_metrics_redis_event(void *server, ngx_str_t *name,
+    ngx_uint_t event);
 char *ngx_llm_cache_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_llm_cache_price_directive(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -49,6 +49,11 @@ http {
             llm_cache_bypass \$http_x_bypass;
             llm_cache_max_size 64k;
         }
+        location /lock/ {
+            llm_cache_pass /_llm;
+            llm_cache_lock on;
+            llm_cache_lock_timeout 30s;
+        }
         location /down/ {
             llm_cache_pass /_llm;
             llm_cache_redis 127.0.0.1:$closed;
@@ -145,7 +150,6 @@ sub scrape_all {
         @r = scrape(@args);
         my $sum = 0;
         $sum += $_ for values %{ requests($r[1]) };
-        $sum += $_ for $r[1] =~ /:(\d+)/g;
         $sum == $total;
     }, 10);
     return @r;
@@ -196,8 +200,11 @@ sub error_log {
     return $log;
 }
 
+my $test_pid = $$;
+
 END {
-    nginx_cmd('-s', 'quit') if $started && master();
+    # not from a forked client
+    nginx_cmd('-s', 'quit') if $$ == $test_pid && $started && master();
 }
 
 write_conf();
@@ -429,7 +436,8 @@ is(join(' ', map { "$_->[0]/$_->[1]" } @sent),
     my (undef, $body) = scrape_all(20, '/metrics');
     is(requests($body)->{'MISS not-stored'} // 0, 6,
        'counted as MISS of their model');
-    my %ns = $body =~ /^llm_cache_not_stored_total\{reason="(\w+)"\}\ (\d+)$/mgx;
+    my %ns = $body =~ /^llm_cache_not_stored_total
+                       \{reason="(\w+)"\}\ (\d+)$/mgx;
     is(fmt(\%ns), fmt({ status => 1, type => 1, too_big => 1, cut => 1,
                        no_store => 1, invalid => 1, redis => 0 }),
        'not stored: one for each reason');
@@ -439,6 +447,95 @@ is(join(' ', map { "$_->[0]/$_->[1]" } @sent),
     like($json, qr/,"stores":5,"not_stored":\{"status":1,"type":1,
                    "too_big":1,"cut":1,"no_store":1,"invalid":1,
                    "redis":0\}/x, 'JSON: stores and not stored');
+}
+
+# lock waits: a second request waits on the first's miss
+{
+    my $body = model_body('lock-test');
+    my $pid = fork();
+    die "fork: $!" if !defined $pid;
+    if ($pid == 0) {
+        my ($st, $c) = post(-path => '/lock/v1/chat/completions',
+                            -body => $body, 'X-Fake-Delay' => 1000);
+        exit($st == 200 && $c eq 'MISS' ? 0 : 1);
+    }
+    ok(wait_until(sub {
+           LLMCacheTest::redis_command('EVAL',
+               "return #redis.call('KEYS', '*:lock')", 0) eq ':1';
+       }, 10), 'the leader holds the lock');
+    my ($st, $c) = post(-path => '/lock/v1/chat/completions', -body => $body);
+    waitpid($pid, 0);
+    is($? >> 8, 0, 'the leader: MISS');
+    is("$st $c", '200 HIT_WAITED', 'the second: HIT_WAITED');
+    my (undef, $m) = scrape_all(22, '/metrics');
+    like($m, qr/^llm_cache_requests_total\{status="HIT_WAITED",
+                model="lock-test"\}\ 1$/mx, 'counted as HIT_WAITED');
+    like($m, qr/^llm_cache_lock_waits_total 1$/m, 'one lock wait');
+    my ($w) = $m =~ /^llm_cache_lock_wait_seconds_total ([\d.]+)$/m;
+    ok(defined $w && $w > 0.1 && $w < 10,
+       'its time: most of the leader\'s second (' . ($w // '?') . ')');
+}
+
+# Redis, by server: the test Redis answers, the closed port does not (its
+# breaker opens in both workers); replies in the histogram
+my $up = "127.0.0.1:$LLMCacheTest::RedisPort";
+my $down = "127.0.0.1:$closed";
+sub redis_metrics {
+    my $m = shift;
+    my %r;
+    while ($m =~ /^llm_cache_redis_(\w+)\{server="([^"]+)"\}\ (\d+)$/mgx) {
+        $r{"$1 $2"} = $3;
+    }
+    return \%r;
+}
+{
+    my ($m, $r);
+    ok(wait_until(sub {
+           (undef, $m) = scrape('/metrics');
+           $r = redis_metrics($m);
+           ($r->{"breakers_open $down"} // 0) == 2;
+       }, 20), 'the closed port: its breaker open in both workers');
+    is($r->{"up $up"}, 1, 'the test Redis is up');
+    is($r->{"up $down"}, 0, 'the closed port is down');
+    is($r->{"breakers_open $up"}, 0, 'no breaker open for the test Redis');
+    ok($r->{"connects_total $up"} >= 2, 'connections to the test Redis: '
+       . $r->{"connects_total $up"});
+    is($r->{"connects_total $down"}, 0, 'none to the closed port');
+    ok($r->{"failures_total $down"} >= 10,
+       'failures of the closed port (max_fails=5, two workers): '
+       . $r->{"failures_total $down"});
+    my @b = $m =~ /^llm_cache_redis_command_duration_seconds_bucket
+                   \{le="[^"]+"\}\ (\d+)$/mgx;
+    my ($count) = $m =~ /^llm_cache_redis_command_duration_seconds_count
+                         \ (\d+)$/mx;
+    is(scalar @b, 7, 'seven buckets');
+    ok($count > 0 && $b[-1] == $count
+       && !grep({ $b[$_] < $b[$_ - 1] } 1 .. $#b),
+       "the histogram is cumulative, +Inf is its count ($count)");
+    like($m, qr/^\#\ TYPE\ llm_cache_redis_command_duration_seconds\ 
+                histogram$/mx, 'TYPE histogram');
+
+    # a reload: the old workers' breakers leave the gauge with them
+    is(nginx_cmd('-s', 'reload'), 0, 'reload');
+    ok(wait_until(sub {
+           (undef, $m) = scrape('/metrics');
+           $r = redis_metrics($m);
+           ($r->{"connects_total $up"} // 0) >= 4
+           && ($r->{"breakers_open $down"} // 0) == 2;
+       }, 20), 'after the reload: the new workers connect again');
+    sleep 0.5;
+    (undef, $m) = scrape('/metrics');
+    is(redis_metrics($m)->{"breakers_open $down"}, 2,
+       'and the gauge says two open breakers, not four');
+    my (undef, $json) = scrape('/metrics?format=json');
+    like($json, qr/"redis":\{"servers":\{"\Q$up\E":\{"up":1,
+                   "breakers_open":0,"connects":\d+,"failures":\d+\},
+                   "\Q$down\E":\{"up":0,"breakers_open":2,"connects":0,
+                   "failures":\d+\}\},"command_duration_seconds":
+                   \{"buckets":\{"0\.001":\d+,/x,
+         'JSON: the servers and the histogram');
+    like($json, qr/"lock":\{"waits":1,"wait_seconds":[\d.]+\}/,
+         'JSON: lock waits');
 }
 
 my $log = error_log();
