@@ -41,9 +41,11 @@ static ngx_int_t ngx_llm_cache_init_process(ngx_cycle_t *cycle);
 static void ngx_llm_cache_exit_process(ngx_cycle_t *cycle);
 
 
-static ngx_conf_num_bounds_t  ngx_llm_cache_metrics_models_bounds = {
-    ngx_conf_check_num_bounds, 0, NGX_LLM_CACHE_METRICS_MAX_MODELS
-};
+/* the message names the directive, unlike ngx_conf_check_num_bounds() */
+static char *ngx_llm_cache_metrics_models_check(ngx_conf_t *cf, void *post,
+    void *data);
+static ngx_conf_post_handler_pt  ngx_llm_cache_metrics_models_post =
+    ngx_llm_cache_metrics_models_check;
 
 
 static ngx_conf_enum_t  ngx_llm_cache_invalid_json[] = {
@@ -186,7 +188,7 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_llm_cache_main_conf_t, metrics_models),
-      &ngx_llm_cache_metrics_models_bounds },
+      &ngx_llm_cache_metrics_models_post },
 
     { ngx_string("llm_cache_price"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
@@ -730,6 +732,19 @@ ngx_llm_cache_positive_msec(ngx_conf_t *cf, void *post, void *data)
 
     if (*ms == 0) {
         return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_metrics_models_check(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *n = data;
+
+    if (*n > NGX_LLM_CACHE_METRICS_MAX_MODELS) {
+        return "must be from 0 to 256";
     }
 
     return NGX_CONF_OK;

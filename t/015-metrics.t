@@ -207,6 +207,43 @@ END {
     nginx_cmd('-s', 'quit') if $$ == $test_pid && $started && master();
 }
 
+# nginx -t refuses a bad directive, with a clear message
+sub conf_error {
+    my ($http, $location) = @_;
+    $location //= '';
+    my $d = tempdir(CLEANUP => 1);
+    mkdir "$d/logs";
+    open my $conf, '>', "$d/nginx.conf" or die $!;
+    print $conf "load_module $module;\npid $d/logs/nginx.pid;\n"
+        . "error_log $d/logs/error.log;\nevents {}\nhttp {\n$http\n"
+        . "server { listen 127.0.0.1:$port; location / { $location } }\n}\n";
+    close $conf;
+    my $out = `$nginx -t -p $d -c $d/nginx.conf 2>&1`;
+    return $? == 0 ? '' : $out;
+}
+
+like(conf_error('llm_cache_price gpt-4o 2.5 ten;'),
+     qr/invalid price "ten" in "llm_cache_price"/, 'a price that is no number');
+like(conf_error('llm_cache_price gpt-4o 2.1234567 10;'),
+     qr/invalid price "2\.1234567"/, 'a price with 7 decimals');
+like(conf_error('llm_cache_price "~gpt-(4o" 2.5 10;'),
+     qr/pcre2?_compile\(\) failed|missing \)|missing closing/,
+     'a price regex that does not compile');
+like(conf_error('llm_cache_price gpt-4o 2.5;'),
+     qr/invalid number of arguments in "llm_cache_price"/,
+     'a price without the output price');
+like(conf_error('llm_cache_metrics_models 257;'),
+     qr/"llm_cache_metrics_models" directive must be from 0 to 256/,
+     'more than 256 models');
+like(conf_error('llm_cache_metrics_zone 16k;'),
+     qr/"llm_cache_metrics_zone" of 16384 bytes is too small, it needs at /,
+     'a zone too small');
+like(conf_error('', 'llm_cache_metrics; llm_cache_metrics;'),
+     qr/"llm_cache_metrics" directive is duplicate/, 'a duplicate');
+like(conf_error('', 'llm_cache_metrics x;'),
+     qr/invalid number of arguments in "llm_cache_metrics"/,
+     'llm_cache_metrics takes no argument');
+
 write_conf();
 
 is(nginx_cmd('-t', '-q'), 0, 'nginx -t accepts the metrics directives');
