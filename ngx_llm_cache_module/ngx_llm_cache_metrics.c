@@ -226,13 +226,7 @@ ngx_llm_cache_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             return NGX_OK;
         }
 
-        /* a module of another layout: start again */
-
-        ngx_memzero(shm, sizeof(ngx_llm_cache_metrics_shm_t));
-        shm->size = sizeof(ngx_llm_cache_metrics_shm_t);
-        shm_zone->data = shm;
-
-        return NGX_OK;
+        /* counters of another layout, maybe smaller: new ones */
     }
 
     shm = ngx_slab_calloc(shpool, sizeof(ngx_llm_cache_metrics_shm_t));
