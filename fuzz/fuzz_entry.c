@@ -16,12 +16,15 @@
  * 200, a content type of visible ASCII, spaces and tabs (no CR, LF, NUL),
  * no NUL in the body, a creation time in (0, now + a day], the parts
  * laid end to end over the whole input; and the encoder, given those
- * parts, writes the input back byte for byte (one spelling per entry).
+ * parts, writes the input back byte for byte (one spelling per entry;
+ * an LLMC1 entry, which has no usage, comes back as the same parts in
+ * an LLMC2 one with a zero usage).
  *
  * Encoder: the input split in two at the place its first byte says, as a
- * content type and a body (in two buffers): whatever the encoder accepts,
- * the decoder gives back unchanged.  (The other way round is the
- * decoder's check above: what it accepts, the encoder writes.)
+ * content type and a body (in two buffers), with a usage taken from its
+ * bytes: whatever the encoder accepts, the decoder gives back unchanged.
+ * (The other way round is the decoder's check above: what it accepts,
+ * the encoder writes.)
  *
  * A broken invariant aborts; ASan, UBSan and LSan catch the rest.
  */
@@ -96,16 +99,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 static void
 fuzz_decode(ngx_pool_t *pool, u_char *data, size_t size)
 {
-    u_char       *p;
-    time_t        created;
-    ngx_int_t     rc;
-    ngx_str_t     content_type, body, entry;
-    ngx_buf_t    *b;
-    ngx_uint_t    status;
-    ngx_chain_t   cl;
+    u_char                 *p;
+    time_t                  created, created2;
+    ngx_int_t               rc;
+    ngx_str_t               content_type, body, entry, content_type2, body2;
+    ngx_buf_t              *b;
+    ngx_uint_t              status, status2;
+    ngx_chain_t             cl;
+    ngx_llm_cache_usage_t   usage, usage2;
 
     rc = ngx_llm_cache_entry_decode(data, size, &status, &content_type,
-                                    &created, &body);
+                                    &created, &usage, &body);
 
     fuzz_assert(rc == NGX_OK || rc == NGX_ERROR);
 
@@ -144,22 +148,41 @@ fuzz_decode(ngx_pool_t *pool, u_char *data, size_t size)
     cl.next = NULL;
 
     rc = ngx_llm_cache_entry_encode(pool, status, &content_type, created,
-                                    &cl, body.len, &entry);
+                                    &usage, &cl, body.len, &entry);
     fuzz_assert(rc == NGX_OK);
-    fuzz_assert(fuzz_same(entry.data, entry.len, data, size));
+
+    if (ngx_strncmp(data, "LLMC1 ", 6) != 0) {
+        fuzz_assert(fuzz_same(entry.data, entry.len, data, size));
+        return;
+    }
+
+    fuzz_assert(usage.prompt == 0 && usage.completion == 0
+                && usage.duration == 0);
+
+    rc = ngx_llm_cache_entry_decode(entry.data, entry.len, &status2,
+                                    &content_type2, &created2, &usage2,
+                                    &body2);
+    fuzz_assert(rc == NGX_OK);
+    fuzz_assert(status2 == status && created2 == created);
+    fuzz_assert(usage2.prompt == 0 && usage2.completion == 0
+                && usage2.duration == 0);
+    fuzz_assert(fuzz_same(content_type2.data, content_type2.len,
+                          content_type.data, content_type.len));
+    fuzz_assert(fuzz_same(body2.data, body2.len, body.data, body.len));
 }
 
 
 static void
 fuzz_encode(ngx_pool_t *pool, u_char *data, size_t size)
 {
-    size_t        split, half;
-    time_t        created, created2;
-    ngx_int_t     rc;
-    ngx_str_t     content_type, content_type2, body, entry;
-    ngx_buf_t    *b[2];
-    ngx_uint_t    status2;
-    ngx_chain_t   cl[2];
+    size_t                  split, half;
+    time_t                  created, created2;
+    ngx_int_t               rc;
+    ngx_str_t               content_type, content_type2, body, entry;
+    ngx_buf_t              *b[2];
+    ngx_uint_t              status2;
+    ngx_chain_t             cl[2];
+    ngx_llm_cache_usage_t   usage, usage2;
 
     if (size == 0) {
         return;
@@ -193,9 +216,15 @@ fuzz_encode(ngx_pool_t *pool, u_char *data, size_t size)
 
     created = ngx_time() - (data[0] & 0x0f);
 
+    /* from 0 to past 2^32 - 1, where the encoder clamps */
+
+    usage.prompt = (ngx_uint_t) size * 40009;
+    usage.completion = (data[0] & 0x20) ? NGX_MAX_UINT32_VALUE : split;
+    usage.duration = (data[0] & 0x40) ? (ngx_msec_t) -1 : half;
+
     rc = ngx_llm_cache_entry_encode(pool, (data[0] & 0x10) ? 204 : 200,
-                                    &content_type, created, cl, body.len,
-                                    &entry);
+                                    &content_type, created, &usage, cl,
+                                    body.len, &entry);
 
     fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
 
@@ -206,9 +235,15 @@ fuzz_encode(ngx_pool_t *pool, u_char *data, size_t size)
     fuzz_assert(!(data[0] & 0x10));
 
     rc = ngx_llm_cache_entry_decode(entry.data, entry.len, &status2,
-                                    &content_type2, &created2, &body);
+                                    &content_type2, &created2, &usage2,
+                                    &body);
     fuzz_assert(rc == NGX_OK);
     fuzz_assert(status2 == NGX_HTTP_OK && created2 == created);
+    fuzz_assert(usage2.prompt == ngx_min(usage.prompt, NGX_MAX_UINT32_VALUE)
+                && usage2.completion
+                   == ngx_min(usage.completion, NGX_MAX_UINT32_VALUE)
+                && usage2.duration
+                   == ngx_min(usage.duration, NGX_MAX_UINT32_VALUE));
     fuzz_assert(fuzz_same(content_type2.data, content_type2.len,
                           content_type.data, content_type.len));
     fuzz_assert(fuzz_same(body.data, body.len,

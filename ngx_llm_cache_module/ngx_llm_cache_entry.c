@@ -8,8 +8,17 @@
 /*
  * A stored entry, read back with one GET:
  *
+ *     "LLMC2 " status " " created " " content-type-length " "
+ *     prompt-tokens " " completion-tokens " " duration-ms "\n"
+ *     content-type body
+ *
+ * The usage and the provider's time are for the metrics, so that a hit
+ * needs no parse of the answer.  Entries of the first version,
+ *
  *     "LLMC1 " status " " created " " content-type-length "\n"
  *     content-type body
+ *
+ * are still served, with no usage.
  *
  * Anything else found under a key is refused, never served: Redis may be
  * shared, or written by something else, and what is read from it goes
@@ -27,7 +36,8 @@
 #include "ngx_llm_cache_module.h"
 
 
-#define NGX_LLM_CACHE_ENTRY_MAGIC  "LLMC1 "
+#define NGX_LLM_CACHE_ENTRY_MAGIC  "LLMC2 "
+#define NGX_LLM_CACHE_ENTRY_MAGIC1 "LLMC1 "
 #define NGX_LLM_CACHE_ENTRY_SKEW   86400
 
 
@@ -42,8 +52,8 @@ static u_char *ngx_llm_cache_entry_number(u_char *p, u_char *end,
 
 ngx_int_t
 ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
-    ngx_str_t *content_type, time_t created, ngx_chain_t *body,
-    size_t body_size, ngx_str_t *entry)
+    ngx_str_t *content_type, time_t created, ngx_llm_cache_usage_t *usage,
+    ngx_chain_t *body, size_t body_size, ngx_str_t *entry)
 {
     u_char       *p;
     size_t        len;
@@ -71,15 +81,23 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
 
     len = sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1
           + NGX_INT_T_LEN + 1 + NGX_TIME_T_LEN + 1 + NGX_SIZE_T_LEN + 1
-          + content_type->len + body_size;
+          + 3 * (NGX_INT32_LEN + 1) + content_type->len + body_size;
 
     entry->data = ngx_pnalloc(pool, len);
     if (entry->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(entry->data, NGX_LLM_CACHE_ENTRY_MAGIC "%ui %T %uz\n",
-                    status, created, content_type->len);
+    /* the decoder takes numbers of NGX_INT32_LEN digits at most */
+
+    p = ngx_sprintf(entry->data,
+                    NGX_LLM_CACHE_ENTRY_MAGIC "%ui %T %uz %uD %uD %uD\n",
+                    status, created, content_type->len,
+                    (uint32_t) ngx_min(usage->prompt, NGX_MAX_UINT32_VALUE),
+                    (uint32_t) ngx_min(usage->completion,
+                                       NGX_MAX_UINT32_VALUE),
+                    (uint32_t) ngx_min(usage->duration,
+                                       NGX_MAX_UINT32_VALUE));
     p = ngx_cpymem(p, content_type->data, content_type->len);
 
     for (cl = body; cl; cl = cl->next) {
@@ -121,18 +139,35 @@ ngx_llm_cache_entry_number(u_char *p, u_char *end, u_char stop,
 
 ngx_int_t
 ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
-    ngx_str_t *content_type, time_t *created, ngx_str_t *body)
+    ngx_str_t *content_type, time_t *created, ngx_llm_cache_usage_t *usage,
+    ngx_str_t *body)
 {
-    off_t    n;
-    u_char  *p, *end;
+    off_t       n;
+    u_char     *p, *end;
+    ngx_uint_t  v2;
 
     p = data;
     end = data + len;
 
-    if (len < sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1
-        || ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC,
-                      sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1) != 0)
+    ngx_memzero(usage, sizeof(ngx_llm_cache_usage_t));
+
+    if (len < sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC,
+                   sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1)
+        == 0)
     {
+        v2 = 1;
+
+    } else if (ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC1,
+                          sizeof(NGX_LLM_CACHE_ENTRY_MAGIC1) - 1)
+               == 0)
+    {
+        v2 = 0;
+
+    } else {
         return NGX_ERROR;
     }
 
@@ -152,13 +187,44 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
 
     *created = (time_t) n;
 
-    p = ngx_llm_cache_entry_number(p, end, '\n', &n);
-    if (p == NULL || n > end - p) {
+    p = ngx_llm_cache_entry_number(p, end, v2 ? ' ' : '\n', &n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    content_type->len = (size_t) n;
+
+    if (v2) {
+        /* as the encoder writes them, up to 2^32 - 1 */
+
+        p = ngx_llm_cache_entry_number(p, end, ' ', &n);
+        if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
+            return NGX_ERROR;
+        }
+
+        usage->prompt = (ngx_uint_t) n;
+
+        p = ngx_llm_cache_entry_number(p, end, ' ', &n);
+        if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
+            return NGX_ERROR;
+        }
+
+        usage->completion = (ngx_uint_t) n;
+
+        p = ngx_llm_cache_entry_number(p, end, '\n', &n);
+        if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
+            return NGX_ERROR;
+        }
+
+        usage->duration = (ngx_msec_t) n;
+    }
+
+    if ((off_t) content_type->len > end - p) {
         return NGX_ERROR;
     }
 
     content_type->data = p;
-    content_type->len = (size_t) n;
+    n = content_type->len;
 
     body->data = p + n;
     body->len = end - body->data;

@@ -285,6 +285,8 @@ ngx_llm_cache_cleanup(void *data)
 {
     ngx_llm_cache_ctx_t  *ctx = data;
 
+    ngx_llm_cache_metrics_request(ctx);
+
     if (ctx->op) {
         ngx_llm_cache_redis_cancel(ctx->op);
         ctx->op = NULL;
@@ -310,7 +312,8 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     ngx_table_elt_t  *h;
 
     if (ngx_llm_cache_entry_decode(value->data, value->len, &status,
-                                   &content_type, &created, &body)
+                                   &content_type, &created, &ctx->usage,
+                                   &body)
         != NGX_OK)
     {
         return NGX_DECLINED;

@@ -41,6 +41,13 @@ static ngx_int_t ngx_llm_cache_init_process(ngx_cycle_t *cycle);
 static void ngx_llm_cache_exit_process(ngx_cycle_t *cycle);
 
 
+/* the message names the directive, unlike ngx_conf_check_num_bounds() */
+static char *ngx_llm_cache_metrics_models_check(ngx_conf_t *cf, void *post,
+    void *data);
+static ngx_conf_post_handler_pt  ngx_llm_cache_metrics_models_post =
+    ngx_llm_cache_metrics_models_check;
+
+
 static ngx_conf_enum_t  ngx_llm_cache_invalid_json[] = {
     { ngx_string("pass"), NGX_LLM_CACHE_INVALID_JSON_PASS },
     { ngx_string("reject"), NGX_LLM_CACHE_INVALID_JSON_REJECT },
@@ -176,6 +183,34 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       offsetof(ngx_llm_cache_loc_conf_t, invalid_json),
       &ngx_llm_cache_invalid_json },
 
+    { ngx_string("llm_cache_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_llm_cache_metrics_directive,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache_metrics_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_llm_cache_main_conf_t, metrics_size),
+      NULL },
+
+    { ngx_string("llm_cache_metrics_models"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_llm_cache_main_conf_t, metrics_models),
+      &ngx_llm_cache_metrics_models_post },
+
+    { ngx_string("llm_cache_price"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_llm_cache_price_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -248,6 +283,13 @@ ngx_llm_cache_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_llm_cache_rewrite_handler;
 
+    if (ngx_llm_cache_metrics_init(cf,
+            ngx_http_conf_get_module_main_conf(cf, ngx_llm_cache_module))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_llm_cache_filter_init(cf);
 }
 
@@ -267,6 +309,9 @@ ngx_llm_cache_create_main_conf(ngx_conf_t *cf)
     if (lmcf->servers == NULL) {
         return NULL;
     }
+
+    lmcf->metrics_size = NGX_CONF_UNSET_SIZE;
+    lmcf->metrics_models = NGX_CONF_UNSET_UINT;
 
     return lmcf;
 }
@@ -705,6 +750,19 @@ ngx_llm_cache_positive_msec(ngx_conf_t *cf, void *post, void *data)
 
     if (*ms == 0) {
         return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_llm_cache_metrics_models_check(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *n = data;
+
+    if (*n > NGX_LLM_CACHE_METRICS_MAX_MODELS) {
+        return "must be from 0 to 256";
     }
 
     return NGX_CONF_OK;

@@ -45,9 +45,49 @@ typedef enum {
 #define NGX_LLM_CACHE_WAIT_MAX        100
 
 
+/* why a provider's answer was not stored, for the metrics */
+#define NGX_LLM_CACHE_STORE_NONE        0
+#define NGX_LLM_CACHE_STORED            1
+#define NGX_LLM_CACHE_NOT_STORED_STATUS    2
+#define NGX_LLM_CACHE_NOT_STORED_TYPE      3
+#define NGX_LLM_CACHE_NOT_STORED_TOO_BIG   4
+#define NGX_LLM_CACHE_NOT_STORED_CUT       5
+#define NGX_LLM_CACHE_NOT_STORED_NO_STORE  6
+#define NGX_LLM_CACHE_NOT_STORED_INVALID   7
+#define NGX_LLM_CACHE_NOT_STORED_REDIS     8
+#define NGX_LLM_CACHE_STORE_RESULTS        9
+
+
+/* Redis events, for the metrics */
+#define NGX_LLM_CACHE_METRICS_REDIS_CONNECT       0
+#define NGX_LLM_CACHE_METRICS_REDIS_FAILURE       1
+#define NGX_LLM_CACHE_METRICS_REDIS_BREAKER_OPEN  2
+#define NGX_LLM_CACHE_METRICS_REDIS_BREAKER_CLOSE 3
+
+
+/* llm_cache_metrics_models at most */
+#define NGX_LLM_CACHE_METRICS_MAX_MODELS  256
+
+
+/* llm_cache_price */
+typedef struct {
+    ngx_str_t                      model;
+    ngx_uint_t                     prefix;        /* "gpt-4o*" */
+#if (NGX_PCRE)
+    ngx_regex_t                   *regex;         /* "~^gpt-4o" */
+#endif
+    ngx_uint_t                     input;         /* $ per 1M tokens, */
+    ngx_uint_t                     output;        /* in millionths */
+} ngx_llm_cache_price_t;
+
+
 typedef struct {
     /* of ngx_llm_cache_redis_server_t *, one per distinct llm_cache_redis */
     ngx_array_t                   *servers;
+
+    size_t                         metrics_size;
+    ngx_uint_t                     metrics_models;
+    ngx_array_t                   *prices;        /* llm_cache_price */
 } ngx_llm_cache_main_conf_t;
 
 
@@ -77,6 +117,15 @@ typedef struct {
 
     ngx_uint_t                     invalid_json;
 } ngx_llm_cache_loc_conf_t;
+
+
+/* what an answer saved, kept in its entry (ngx_llm_cache_entry.c) */
+
+typedef struct {
+    ngx_uint_t                     prompt;        /* tokens */
+    ngx_uint_t                     completion;
+    ngx_msec_t                     duration;      /* the provider's time */
+} ngx_llm_cache_usage_t;
 
 
 /* one per main request, shared with its provider subrequest */
@@ -110,6 +159,9 @@ typedef struct {
     ngx_uint_t                     provider_status;
     ngx_uint_t                     provider_error;  /* main answers it */
     ngx_str_t                      provider_content_type;
+
+    ngx_llm_cache_usage_t          usage;         /* of a hit, or stored */
+    ngx_uint_t                     store_result;  /* NGX_LLM_CACHE_STORED */
 
     unsigned                       capture:1;
     unsigned                       provider_sse:1;
@@ -181,11 +233,26 @@ ngx_int_t ngx_llm_cache_send_invalid(ngx_http_request_t *r,
 
 /* ngx_llm_cache_entry.c */
 ngx_int_t ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
-    ngx_str_t *content_type, time_t created, ngx_chain_t *body,
-    size_t body_size, ngx_str_t *entry);
+    ngx_str_t *content_type, time_t created, ngx_llm_cache_usage_t *usage,
+    ngx_chain_t *body, size_t body_size, ngx_str_t *entry);
 ngx_int_t ngx_llm_cache_entry_decode(u_char *data, size_t len,
     ngx_uint_t *status, ngx_str_t *content_type, time_t *created,
-    ngx_str_t *body);
+    ngx_llm_cache_usage_t *usage, ngx_str_t *body);
+
+/* ngx_llm_cache_metrics.c */
+ngx_int_t ngx_llm_cache_metrics_init(ngx_conf_t *cf,
+    ngx_llm_cache_main_conf_t *lmcf);
+void ngx_llm_cache_metrics_request(ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_metrics_usage(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_metrics_redis_reply(void *server, ngx_str_t *name,
+    ngx_msec_t sent, ngx_uint_t ok);
+void ngx_llm_cache_metrics_redis_event(void *server, ngx_str_t *name,
+    ngx_uint_t event);
+char *ngx_llm_cache_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_llm_cache_price_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 #endif /* _NGX_LLM_CACHE_MODULE_H_INCLUDED_ */

@@ -39,6 +39,7 @@
 #include <hiredis/async.h>
 
 #include "ngx_llm_cache_redis.h"
+#include "ngx_llm_cache_module.h"     /* the metrics hooks */
 
 
 #define NGX_LLM_CACHE_REDIS_BACKOFF_MIN    100
@@ -477,6 +478,12 @@ ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
     for (i = 0; i < servers->nelts; i++) {
         s[i]->exiting = 1;
 
+        if (s[i]->tripped) {
+            /* the gauge of open breakers is shared: this one goes */
+            ngx_llm_cache_metrics_redis_event(s[i], &s[i]->name,
+                NGX_LLM_CACHE_METRICS_REDIS_BREAKER_CLOSE);
+        }
+
         if (s[i]->conns == NULL) {
             continue;
         }
@@ -898,6 +905,9 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
     rc->state = NGX_LLM_CACHE_REDIS_READY;
     rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
+    ngx_llm_cache_metrics_redis_event(s, &s->name,
+                                      NGX_LLM_CACHE_METRICS_REDIS_CONNECT);
+
     if (rc->connection && rc->connection->write->timer_set) {
         ngx_del_timer(rc->connection->write);
     }
@@ -927,6 +937,8 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
 
     if (s->tripped && !s->slow) {
         /* it answered a new connection's set-up: it is back */
+        ngx_llm_cache_metrics_redis_event(s, &s->name,
+            NGX_LLM_CACHE_METRICS_REDIS_BREAKER_CLOSE);
         s->tripped = 0;
         s->probing = 0;
         s->fails = 0;
@@ -1199,6 +1211,9 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     /* a reply that came too late shows a slow server, not a good one */
 
+    ngx_llm_cache_metrics_redis_reply(s, &s->name, op->sent,
+                                      rr != NULL && !op->timed_out);
+
     if (rr != NULL && !op->timed_out) {
         ngx_llm_cache_redis_succeeded(s, op);
     }
@@ -1437,6 +1452,8 @@ ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s,
     s->fails = 0;
 
     if (s->tripped) {
+        ngx_llm_cache_metrics_redis_event(s, &s->name,
+            NGX_LLM_CACHE_METRICS_REDIS_BREAKER_CLOSE);
         s->tripped = 0;
         s->probing = 0;
 
@@ -1463,6 +1480,8 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     ngx_llm_cache_redis_conn_t  *rc;
 
     ngx_llm_cache_redis_log_failure(s, log, what, detail);
+    ngx_llm_cache_metrics_redis_event(s, &s->name,
+                                      NGX_LLM_CACHE_METRICS_REDIS_FAILURE);
 
     s->was_down = 1;
 
@@ -1488,6 +1507,8 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     }
 
     s->tripped = 1;
+    ngx_llm_cache_metrics_redis_event(s, &s->name,
+                                      NGX_LLM_CACHE_METRICS_REDIS_BREAKER_OPEN);
 
     if (slow) {
         ngx_log_error(NGX_LOG_WARN, log, 0,

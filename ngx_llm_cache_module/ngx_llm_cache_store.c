@@ -40,6 +40,7 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     ctx->sse = NULL;
 
     if (sr->headers_out.status != NGX_HTTP_OK) {
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_STATUS;
         return 0;
     }
 
@@ -52,10 +53,12 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     if (!ctx->provider_sse
         && !ngx_llm_cache_header_is(&media, "application/json"))
     {
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_TYPE;
         return 0;
     }
 
     if (sr->headers_out.content_length_n > (off_t) lcf->max_size) {
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_TOO_BIG;
         return 0;
     }
 
@@ -83,6 +86,7 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         if (ngx_llm_cache_header_is(&h[i].key, "Content-Encoding")
             && !ngx_llm_cache_header_is(&h[i].value, "identity"))
         {
+            ctx->store_result = NGX_LLM_CACHE_NOT_STORED_TYPE;
             return 0;
         }
 
@@ -90,6 +94,7 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
             && (ngx_llm_cache_header_has(&h[i].value, "no-store")
                 || ngx_llm_cache_header_has(&h[i].value, "private")))
         {
+            ctx->store_result = NGX_LLM_CACHE_NOT_STORED_NO_STORE;
             return 0;
         }
     }
@@ -139,6 +144,7 @@ ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
                        "llm_cache: response is over %uz, not stored",
                        lcf->max_size);
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_TOO_BIG;
         return NGX_DECLINED;
     }
 
@@ -212,6 +218,7 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     }
 
     if (ttl == 0) {
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_NO_STORE;
         return;
     }
 
@@ -221,11 +228,15 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return;
     }
 
+    ngx_llm_cache_metrics_usage(sr, ctx);
+
     if (ngx_llm_cache_entry_encode(sr->pool, ctx->provider_status,
                                    &ctx->provider_content_type, ngx_time(),
-                                   ctx->captured, ctx->captured_size, &entry)
+                                   &ctx->usage, ctx->captured,
+                                   ctx->captured_size, &entry)
         != NGX_OK)
     {
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_INVALID;
         return;
     }
 
@@ -246,6 +257,9 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
                    "llm_cache: store \"%V\" %uz bytes rc:%i",
                    &ctx->key, entry.len, rc);
 
+    ctx->store_result = (rc == NGX_OK) ? NGX_LLM_CACHE_STORED
+                                       : NGX_LLM_CACHE_NOT_STORED_REDIS;
+
     if (rc == NGX_OK) {
         /* the unlock went right behind the entry */
         ctx->lock_held = 0;
@@ -260,4 +274,6 @@ ngx_llm_cache_store_invalid(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
     ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
                   "llm_cache: provider response is not valid \"%V\", "
                   "not stored: %s", &ctx->provider_content_type, reason);
+
+    ctx->store_result = NGX_LLM_CACHE_NOT_STORED_INVALID;
 }
