@@ -289,7 +289,7 @@ my %expect = (
     'HIT gpt-4.1-mini'    => 3,
     'MISS gpt-4o'         => 1,
     'HIT gpt-4o'          => 1,
-    'BYPASS '             => 2,     # bypassed before the body is read
+    'BYPASS gpt-4.1-mini' => 2,     # a refresh: evaluated after the body
     'ERROR gpt-4.1-mini'  => 1,
     'MISS other'          => 2,
     'HIT other'           => 1,
@@ -309,7 +309,7 @@ my %expect = (
     is(substr($body, 0, index($body, ',"tokens_saved"')),
        '{"requests":{"MISS":{"gpt-4.1-mini":1,"gpt-4o":1,"other":2},'
        . '"HIT":{"gpt-4.1-mini":3,"gpt-4o":1,"other":1},'
-       . '"BYPASS":{"":2},"ERROR":{"gpt-4.1-mini":1},'
+       . '"BYPASS":{"gpt-4.1-mini":2},"ERROR":{"gpt-4.1-mini":1},'
        . '"HIT_WAITED":{},"MISS_WAITED":{}}',
        'JSON: the same counts');
     my ($st2, $body2) = scrape('/metrics', Accept => 'application/json');
