@@ -221,7 +221,8 @@ ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
         offsetof(ngx_http_headers_out_t, www_authenticate),
         offsetof(ngx_http_headers_out_t, expires),
         offsetof(ngx_http_headers_out_t, etag),
-#if (nginx_version >= 1023000)
+#if (nginx_version >= 1029007)
+        /* added in 1.29.7, not in the 1.28 stable branch */
         offsetof(ngx_http_headers_out_t, proxy_authenticate),
 #endif
         0
