@@ -288,3 +288,44 @@ X-Fake-No-Status-Line: 1
 [qr/502 Bad Gateway/, qr/^keys=0\n$/]
 --- error_log eval
 qr/\[error\] .*llm_cache: the provider's answer has no valid status line/
+
+
+
+=== TEST 11: two Cache-Control lines from the provider: expires replaces both with one, on the miss and the hit (the copied headers keep nginx's chain of Cache-Control lines, 1.23+)
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        expires 1h;
+        add_header X-Seen-CC "$sent_http_cache_control";
+    }
+--- more_headers
+Authorization: Bearer sk-two-cc
+X-Fake-Cache-Control: max-age=5
+X-Fake-Cache-Control: must-revalidate
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat"]
+--- response_headers eval
+["X-LLM-Cache: MISS\nCache-Control: max-age=3600\nX-Seen-CC: max-age=3600",
+ "X-LLM-Cache: HIT\nCache-Control: max-age=3600\nX-Seen-CC: max-age=3600"]
+--- response_body eval
+[$::chat_answer_1, $::chat_answer_1]
+
+
+
+=== TEST 12: two Cache-Control lines from the provider without expires: both are sent, and the variable sees both
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        add_header X-Seen-CC "$sent_http_cache_control";
+    }
+--- more_headers
+Authorization: Bearer sk-two-cc
+X-Fake-Cache-Control: max-age=5
+X-Fake-Cache-Control: must-revalidate
+--- request eval
+"POST /v1/chat/completions\n$::chat"
+--- response_headers
+X-LLM-Cache: MISS
+Cache-Control: max-age=5, must-revalidate
+X-Seen-CC: max-age=5, must-revalidate
