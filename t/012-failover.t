@@ -15,6 +15,9 @@ our $sse = LLMCacheTest::request_body('openai/chat-request-stream.json');
 our $sse_answer_2 =
     LLMCacheTest::answer('openai/chat-response-stream.sse', 2);
 
+our $link_a = '<https://a.example/>; rel=preload';
+our $link_b = '<https://b.example/>; rel=preload';
+
 repeat_each(1);
 no_shuffle();
 run_tests();
@@ -329,3 +332,20 @@ X-Fake-Cache-Control: must-revalidate
 X-LLM-Cache: MISS
 Cache-Control: max-age=5, must-revalidate
 X-Seen-CC: max-age=5, must-revalidate
+
+
+
+=== TEST 13: two Link lines from the provider: both are sent, and $sent_http_link sees both (nginx's chain of Link lines from 1.23, its array before)
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        add_header X-Seen-Link "$sent_http_link";
+    }
+--- more_headers eval
+"Authorization: Bearer sk-two-links\nX-Fake-Link: $::link_a\n"
+. "X-Fake-Link: $::link_b"
+--- request eval
+"POST /v1/chat/completions\n$::chat"
+--- response_headers eval
+"X-LLM-Cache: MISS\nLink: $::link_a, $::link_b\n"
+. "X-Seen-Link: $::link_a, $::link_b"

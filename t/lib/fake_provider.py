@@ -915,6 +915,8 @@ class Handler(BaseHTTPRequestHandler):
         # one Cache-Control line for each X-Fake-Cache-Control line
         for cc in h.get_all("X-Fake-Cache-Control") or []:
             self.send_header("Cache-Control", cc)
+        for link in h.get_all("X-Fake-Link") or []:
+            self.send_header("Link", link)
         if h.get("X-Fake-Locks"):
             self.send_header("X-Fake-Locks", self.redis_locks())
         if status in (204, 304) or status < 200:
