@@ -207,6 +207,9 @@ ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
     ngx_table_elt_t  *h, *ho, **ph;
 #if (nginx_version >= 1023000)
     ngx_table_elt_t  *e;
+#else
+    ngx_uint_t        k;
+    ngx_array_t      *a;
 #endif
 
     static size_t     pointers[] = {
@@ -221,7 +224,8 @@ ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
         offsetof(ngx_http_headers_out_t, www_authenticate),
         offsetof(ngx_http_headers_out_t, expires),
         offsetof(ngx_http_headers_out_t, etag),
-#if (nginx_version >= 1023000)
+#if (nginx_version >= 1029007)
+        /* added in 1.29.7, not in the 1.28 stable branch */
         offsetof(ngx_http_headers_out_t, proxy_authenticate),
 #endif
         0
@@ -235,6 +239,14 @@ ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
     };
 
     ngx_table_elt_t **ends[2];
+#else
+    /* Link too: $sent_http_link and http2_push_preload read its array */
+
+    static size_t     arrays[] = {
+        offsetof(ngx_http_headers_out_t, cache_control),
+        offsetof(ngx_http_headers_out_t, link),
+        0
+    };
 #endif
 
     r->headers_out.status = sr->headers_out.status;
@@ -310,21 +322,36 @@ ngx_llm_cache_copy_headers(ngx_http_request_t *r, ngx_http_request_t *sr)
             }
         }
 #else
-        if (ngx_llm_cache_header_is(&h[i].key, "Cache-Control")) {
-            if (r->headers_out.cache_control.elts == NULL
-                && ngx_array_init(&r->headers_out.cache_control, r->pool,
-                                  1, sizeof(ngx_table_elt_t *))
+        for (n = 0; arrays[n]; n++) {
+            a = (ngx_array_t *) ((char *) &sr->headers_out + arrays[n]);
+            ph = a->elts;
+
+            for (k = 0; k < a->nelts; k++) {
+                if (ph[k] == &h[i]) {
+                    break;
+                }
+            }
+
+            if (k == a->nelts) {
+                continue;
+            }
+
+            a = (ngx_array_t *) ((char *) &r->headers_out + arrays[n]);
+
+            if (a->elts == NULL
+                && ngx_array_init(a, r->pool, 1, sizeof(ngx_table_elt_t *))
                    != NGX_OK)
             {
                 return NGX_ERROR;
             }
 
-            ph = ngx_array_push(&r->headers_out.cache_control);
+            ph = ngx_array_push(a);
             if (ph == NULL) {
                 return NGX_ERROR;
             }
 
             *ph = ho;
+            break;
         }
 #endif
     }

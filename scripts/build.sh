@@ -3,7 +3,10 @@
 #
 #   NGINX_SRC=<dir>  nginx source tree to build against; default
 #                    /usr/share/nginx/src (Debian's nginx-dev), whose
-#                    conf_flags are used so that Debian's nginx loads it
+#                    conf_flags are used so that Debian's nginx loads it;
+#                    a release tarball or a git checkout (auto/configure)
+#                    has none: give the flags of the nginx that is to load
+#                    the module in NGINX_CONFIGURE_FLAGS (--with-compat ...)
 #   NGINX_CONFIGURE_FLAGS="..."  extra ./configure flags (--with-cc-opt=...)
 #   BUILD_DIR=<dir>  default build/
 set -euo pipefail
@@ -13,7 +16,12 @@ src=${NGINX_SRC:-/usr/share/nginx/src}
 build=${BUILD_DIR:-$repo/build}
 tree="$build/nginx"
 
+# a release tarball has ./configure, a git checkout only auto/configure
+configure=./configure
 if [ ! -x "$src/configure" ]; then
+    configure=auto/configure
+fi
+if [ ! -x "$src/$configure" ]; then
     echo "build.sh: no nginx source at $src (install nginx-dev or set NGINX_SRC)" >&2
     exit 1
 fi
@@ -38,7 +46,7 @@ if [ ! -f "$tree/objs/Makefile" ] || [ "$(cat "$tree/.llm_cache_stamp" 2>/dev/nu
     rm -rf "$tree"
     cp -a "$src" "$tree"
     echo "build.sh: configuring nginx in $tree"
-    (cd "$tree" && ./configure "${flags[@]}" > "$build/configure.log" 2>&1) || {
+    (cd "$tree" && $configure "${flags[@]}" > "$build/configure.log" 2>&1) || {
         tail -n 30 "$build/configure.log" >&2
         exit 1
     }

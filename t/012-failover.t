@@ -15,6 +15,9 @@ our $sse = LLMCacheTest::request_body('openai/chat-request-stream.json');
 our $sse_answer_2 =
     LLMCacheTest::answer('openai/chat-response-stream.sse', 2);
 
+our $link_a = '<https://a.example/>; rel=preload';
+our $link_b = '<https://b.example/>; rel=preload';
+
 repeat_each(1);
 no_shuffle();
 run_tests();
@@ -288,3 +291,61 @@ X-Fake-No-Status-Line: 1
 [qr/502 Bad Gateway/, qr/^keys=0\n$/]
 --- error_log eval
 qr/\[error\] .*llm_cache: the provider's answer has no valid status line/
+
+
+
+=== TEST 11: two Cache-Control lines from the provider: expires replaces both with one, on the miss and the hit (the copied headers keep nginx's chain of Cache-Control lines, 1.23+)
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        expires 1h;
+        add_header X-Seen-CC "$sent_http_cache_control";
+    }
+--- more_headers
+Authorization: Bearer sk-two-cc
+X-Fake-Cache-Control: max-age=5
+X-Fake-Cache-Control: must-revalidate
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat"]
+--- response_headers eval
+["X-LLM-Cache: MISS\nCache-Control: max-age=3600\nX-Seen-CC: max-age=3600",
+ "X-LLM-Cache: HIT\nCache-Control: max-age=3600\nX-Seen-CC: max-age=3600"]
+--- response_body eval
+[$::chat_answer_1, $::chat_answer_1]
+
+
+
+=== TEST 12: two Cache-Control lines from the provider without expires: both are sent, and the variable sees both
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        add_header X-Seen-CC "$sent_http_cache_control";
+    }
+--- more_headers
+Authorization: Bearer sk-two-cc
+X-Fake-Cache-Control: max-age=5
+X-Fake-Cache-Control: must-revalidate
+--- request eval
+"POST /v1/chat/completions\n$::chat"
+--- response_headers
+X-LLM-Cache: MISS
+Cache-Control: max-age=5, must-revalidate
+X-Seen-CC: max-age=5, must-revalidate
+
+
+
+=== TEST 13: two Link lines from the provider: both are sent, and $sent_http_link sees both (nginx's chain of Link lines from 1.23, its array before)
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        add_header X-Seen-Link "$sent_http_link";
+    }
+--- more_headers eval
+"Authorization: Bearer sk-two-links\nX-Fake-Link: $::link_a\n"
+. "X-Fake-Link: $::link_b"
+--- request eval
+"POST /v1/chat/completions\n$::chat"
+--- response_headers eval
+"X-LLM-Cache: MISS\nLink: $::link_a, $::link_b\n"
+. "X-Seen-Link: $::link_a, $::link_b"

@@ -912,8 +912,11 @@ class Handler(BaseHTTPRequestHandler):
 
         self.send_response(status)
         self.send_header("Content-Type", content_type or "application/json")
-        if cache_control is not None:
-            self.send_header("Cache-Control", cache_control)
+        # one Cache-Control line for each X-Fake-Cache-Control line
+        for cc in h.get_all("X-Fake-Cache-Control") or []:
+            self.send_header("Cache-Control", cc)
+        for link in h.get_all("X-Fake-Link") or []:
+            self.send_header("Link", link)
         if h.get("X-Fake-Locks"):
             self.send_header("X-Fake-Locks", self.redis_locks())
         if status in (204, 304) or status < 200:
