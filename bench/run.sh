@@ -2,7 +2,8 @@
 # Benchmark: wrk against, in one run and on one nginx,
 #   return   - `return 200` of the cached body (the ceiling)
 #   hit      - ngx_llm_cache answering from Redis
-#   miss     - ngx_llm_cache with every request a miss (llm_cache_bypass)
+#   miss     - ngx_llm_cache with every request to the provider (llm_cache_bypass:
+#              a refresh, so each answer is stored too)
 #   proxy    - plain proxy_pass to the same fake provider (the miss floor)
 #   pcache   - nginx proxy_cache keyed on $request_body (what people do today)
 # and prints requests/s, p50/p99 latency and the ratios.

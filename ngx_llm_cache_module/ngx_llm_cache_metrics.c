@@ -810,6 +810,22 @@ ngx_llm_cache_metrics_slot(ngx_slab_pool_t *shpool,
         }
     }
 
+    /*
+     * models are only ever appended, and nmodels is published after the
+     * name: a known model is found without the mutex, which is taken
+     * only to add one
+     */
+
+    n = shm->nmodels;
+
+    for (i = 0; i < n; i++) {
+        if (shm->model_len[i] == len
+            && ngx_memcmp(shm->model[i], label, len) == 0)
+        {
+            return i;
+        }
+    }
+
     ngx_shmtx_lock(&shpool->mutex);
 
     n = shm->nmodels;
@@ -830,6 +846,7 @@ ngx_llm_cache_metrics_slot(ngx_slab_pool_t *shpool,
 
     ngx_memcpy(shm->model[n], label, len);
     shm->model_len[n] = (u_char) len;
+    ngx_memory_barrier();
     shm->nmodels = n + 1;
 
     ngx_shmtx_unlock(&shpool->mutex);
