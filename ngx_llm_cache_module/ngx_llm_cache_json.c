@@ -1187,15 +1187,126 @@ ngx_llm_cache_json_exclude_add(ngx_pool_t *pool, ngx_array_t *exclude,
 }
 
 
-/* a provider's JSON answer is stored only if it parses */
+/*
+ * A provider's JSON answer is stored only if it parses and does not carry
+ * a top-level "error" that is not null: some gateways answer 200 with
+ * {"error": ...}, and that must not be replayed as an answer.
+ */
+
+typedef struct {
+    ngx_uint_t   depth;
+    unsigned     error_key:1;
+    unsigned     error:1;
+} ngx_llm_cache_json_answer_t;
+
+
+static ngx_int_t
+ngx_llm_cache_json_answer_value(ngx_llm_cache_json_answer_t *a,
+    ngx_uint_t null)
+{
+    if (a->error_key && !null) {
+        a->error = 1;
+        return 0;       /* stops the parse */
+    }
+
+    a->error_key = 0;
+
+    return 1;
+}
+
+
+static int
+ngx_llm_cache_json_answer_null(void *ctx)
+{
+    return ngx_llm_cache_json_answer_value(ctx, 1);
+}
+
+
+static int
+ngx_llm_cache_json_answer_bool(void *ctx, int v)
+{
+    return ngx_llm_cache_json_answer_value(ctx, 0);
+}
+
+
+static int
+ngx_llm_cache_json_answer_number(void *ctx, const char *s, size_t len)
+{
+    return ngx_llm_cache_json_answer_value(ctx, 0);
+}
+
+
+static int
+ngx_llm_cache_json_answer_string(void *ctx, const unsigned char *s,
+    size_t len)
+{
+    return ngx_llm_cache_json_answer_value(ctx, 0);
+}
+
+
+static int
+ngx_llm_cache_json_answer_key(void *ctx, const unsigned char *s, size_t len)
+{
+    ngx_llm_cache_json_answer_t  *a = ctx;
+
+    a->error_key = (a->depth == 1 && len == sizeof("error") - 1
+                    && ngx_strncmp(s, "error", len) == 0);
+
+    return 1;
+}
+
+
+static int
+ngx_llm_cache_json_answer_open(void *ctx)
+{
+    ngx_llm_cache_json_answer_t  *a = ctx;
+
+    if (!ngx_llm_cache_json_answer_value(a, 0)) {
+        return 0;
+    }
+
+    a->depth++;
+
+    return 1;
+}
+
+
+static int
+ngx_llm_cache_json_answer_close(void *ctx)
+{
+    ngx_llm_cache_json_answer_t  *a = ctx;
+
+    a->depth--;
+
+    return 1;
+}
+
+
+static yajl_callbacks  ngx_llm_cache_json_answer_callbacks = {
+    ngx_llm_cache_json_answer_null,
+    ngx_llm_cache_json_answer_bool,
+    NULL,
+    NULL,
+    ngx_llm_cache_json_answer_number,
+    ngx_llm_cache_json_answer_string,
+    ngx_llm_cache_json_answer_open,
+    ngx_llm_cache_json_answer_key,
+    ngx_llm_cache_json_answer_close,
+    ngx_llm_cache_json_answer_open,
+    ngx_llm_cache_json_answer_close
+};
+
 
 ngx_uint_t
 ngx_llm_cache_json_valid(u_char *p, size_t len)
 {
-    yajl_handle  h;
-    yajl_status  st;
+    yajl_handle                  h;
+    yajl_status                  st;
+    ngx_llm_cache_json_answer_t  a;
 
-    h = yajl_alloc(NULL, NULL, NULL);
+    ngx_memzero(&a, sizeof(ngx_llm_cache_json_answer_t));
+
+    h = yajl_alloc(&ngx_llm_cache_json_answer_callbacks, NULL, &a);
     if (h == NULL) {
         return 0;
     }
@@ -1208,5 +1319,5 @@ ngx_llm_cache_json_valid(u_char *p, size_t len)
 
     yajl_free(h);
 
-    return st == yajl_status_ok;
+    return st == yajl_status_ok && !a.error;
 }

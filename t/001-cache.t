@@ -622,3 +622,33 @@ Authorization: Bearer sk-test
 --- response_body_like eval
 ['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-1"', '"id":"fake-2"',
  '\Acalls=2\n\z', '\Akeys=2\n']
+
+
+
+=== TEST 29: a 200 JSON answer with a top-level "error" is passed on, never stored; a Responses answer with "error": null is stored
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- more_headers eval
+["Authorization: Bearer sk-test\nX-Fake-Fixture: openai/error-429.json",
+ "Authorization: Bearer sk-test\nX-Fake-Fixture: openai/error-429.json",
+ "", "",
+ "Authorization: Bearer sk-test", "Authorization: Bearer sk-test", ""]
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /__stats", "GET /__redis/keys",
+ "POST /v1/responses\n" . LLMCacheTest::request_body('openai/responses-request.json'),
+ "POST /v1/responses\n" . LLMCacheTest::request_body('openai/responses-request.json'),
+ "GET /__stats"]
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 200]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "", "", "X-LLM-Cache: MISS",
+ "X-LLM-Cache: HIT", ""]
+--- response_body_like eval
+['"error"', '"error"', "^calls=2\n", "^keys=0\n", '"error":null',
+ '"error":null', "^calls=3\n"]
+--- error_log
+llm_cache: provider response is not valid "application/json", not stored
