@@ -86,6 +86,27 @@ ngx_llm_cache_body_handler(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
     ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
 
+    /* llm_cache_purge: the purge is the answer, whatever the method */
+
+    if (lcf->purge && r == r->main) {
+        rc = ngx_http_test_predicates(r, lcf->purge);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_llm_cache_purge(r, ctx);
+
+            if (rc != NGX_DONE) {
+                ngx_http_finalize_request(r, rc);
+            }
+
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
     /* a subrequest into a cached location is proxied, never cached */
 
     if (r->method != NGX_HTTP_POST || !lcf->enable || r != r->main) {

@@ -44,6 +44,7 @@ static ngx_int_t ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
     ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_hash_t *h, ngx_str_t *error);
 static ngx_uint_t ngx_llm_cache_hash_headers(ngx_http_request_t *r,
     ngx_llm_cache_hash_t *h, ngx_str_t *names);
+static ngx_int_t ngx_llm_cache_short_digest(u_char *out, ngx_str_t *value);
 
 
 static ngx_str_t  ngx_llm_cache_credential_headers[] = {
@@ -86,6 +87,7 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
 {
     u_char                       *p;
     ngx_int_t                     rc;
+    ngx_str_t                     ns;
     unsigned int                  n;
     ngx_llm_cache_hash_t         *h;
     ngx_llm_cache_json_t         *root;
@@ -196,8 +198,18 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
         return rc;
     }
 
+    /*
+     * <prefix>v2:<namespace id>:<model id>:<hash>: a purge finds all
+     * entries of a namespace or of a model with one SCAN pattern
+     */
+
+    rc = ngx_llm_cache_namespace_id(r, &ns, error);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     ctx->key.len = lcf->key_prefix.len + sizeof(NGX_LLM_CACHE_FORMAT_VERSION)
-                   + 2 * n;
+                   + ns.len + 1 + NGX_LLM_CACHE_ID_LEN + 1 + 2 * n;
     ctx->key.data = ngx_pnalloc(r->pool, ctx->key.len);
     if (ctx->key.data == NULL) {
         return NGX_ERROR;
@@ -206,7 +218,120 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     p = ngx_cpymem(ctx->key.data, lcf->key_prefix.data, lcf->key_prefix.len);
     p = ngx_cpymem(p, NGX_LLM_CACHE_FORMAT_VERSION ":",
                    sizeof(NGX_LLM_CACHE_FORMAT_VERSION));
-    (void) ngx_hex_dump(p, digest, n);
+    p = ngx_cpymem(p, ns.data, ns.len);
+    *p++ = ':';
+    p = ngx_llm_cache_model_id(p, &ctx->model);
+    *p++ = ':';
+    p = ngx_hex_dump(p, digest, n);
+
+    ctx->key.len = p - ctx->key.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The namespace's part of the key: 16 hex digits of SHA-256 over the
+ * namespace (credential headers or llm_cache_namespace) and the
+ * llm_cache_pass value; never a credential in clear
+ */
+
+ngx_int_t
+ngx_llm_cache_namespace_id(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_str_t *error)
+{
+    ngx_int_t                  rc;
+    unsigned int               n;
+    ngx_llm_cache_hash_t      *h;
+    ngx_llm_cache_loc_conf_t  *lcf;
+    u_char                     digest[EVP_MAX_MD_SIZE];
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    h = ngx_palloc(r->pool, sizeof(ngx_llm_cache_hash_t));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->len = 0;
+    h->md = EVP_MD_CTX_new();
+    if (h->md == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h->md);
+        return NGX_ERROR;
+    }
+
+    ngx_llm_cache_hash_write(h, (u_char *) "llm_cache namespace\n",
+                             sizeof("llm_cache namespace\n") - 1);
+
+    rc = ngx_llm_cache_hash_namespace(r, lcf, h, error);
+
+    if (rc == NGX_OK) {
+        ngx_llm_cache_hash_field(h, "pass", &lcf->pass);
+
+        if (h->len) {
+            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
+        }
+
+        if (EVP_DigestFinal_ex(h->md, digest, &n) != 1) {
+            rc = NGX_ERROR;
+        }
+    }
+
+    EVP_MD_CTX_free(h->md);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    id->data = ngx_pnalloc(r->pool, NGX_LLM_CACHE_ID_LEN);
+    if (id->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    id->len = ngx_hex_dump(id->data, digest, NGX_LLM_CACHE_ID_LEN / 2)
+              - id->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The model's part of the key: 16 hex digits of SHA-256 of the model's
+ * name (no glob or ':' in it, whatever the name), "-" when none;
+ * NGX_LLM_CACHE_ID_LEN bytes at most
+ */
+
+u_char *
+ngx_llm_cache_model_id(u_char *p, ngx_str_t *model)
+{
+    u_char  out[NGX_LLM_CACHE_ID_LEN];
+
+    if (model->len == 0 || ngx_llm_cache_short_digest(out, model) != NGX_OK) {
+        *p++ = '-';
+        return p;
+    }
+
+    return ngx_cpymem(p, out, NGX_LLM_CACHE_ID_LEN);
+}
+
+
+static ngx_int_t
+ngx_llm_cache_short_digest(u_char *out, ngx_str_t *value)
+{
+    unsigned int  n;
+    u_char        digest[EVP_MAX_MD_SIZE];
+
+    if (EVP_Digest(value->data, value->len, digest, &n, EVP_sha256(), NULL)
+        != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_hex_dump(out, digest, NGX_LLM_CACHE_ID_LEN / 2);
 
     return NGX_OK;
 }

@@ -148,6 +148,13 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       offsetof(ngx_llm_cache_loc_conf_t, no_store),
       NULL },
 
+    { ngx_string("llm_cache_purge"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_set_predicate_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, purge),
+      NULL },
+
     { ngx_string("llm_cache_client_control"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -343,6 +350,7 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->lock = NGX_CONF_UNSET;
     conf->lock_timeout = NGX_CONF_UNSET_MSEC;
     conf->bypass = NGX_CONF_UNSET_PTR;
+    conf->purge = NGX_CONF_UNSET_PTR;
     conf->no_store = NGX_CONF_UNSET_PTR;
     conf->client_control = NGX_CONF_UNSET;
     conf->json.exclude = NGX_CONF_UNSET_PTR;
@@ -362,6 +370,7 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_llm_cache_loc_conf_t *conf = child;
 
     ngx_str_t                         *name;
+    ngx_http_core_loc_conf_t          *clcf;
     ngx_http_compile_complex_value_t   ccv;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 1);
@@ -370,6 +379,7 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->lock, prev->lock, 0);
     ngx_conf_merge_msec_value(conf->lock_timeout, prev->lock_timeout, 10000);
     ngx_conf_merge_ptr_value(conf->bypass, prev->bypass, NULL);
+    ngx_conf_merge_ptr_value(conf->purge, prev->purge, NULL);
     ngx_conf_merge_ptr_value(conf->no_store, prev->no_store, NULL);
     ngx_conf_merge_value(conf->client_control, prev->client_control, 0);
     ngx_conf_merge_str_value(conf->key_prefix, prev->key_prefix, "llm:");
@@ -451,6 +461,21 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"llm_cache_pass\" needs \"llm_cache_redis\" "
                            "(or \"llm_cache off\")");
         return NGX_CONF_ERROR;
+    }
+
+    /*
+     * as proxy_pass: the methods a limit_except block lets through (from
+     * the addresses it allows) are handled with the location's conf
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->lmt_excpt && conf->pass.len == 0 && prev->pass.len) {
+        conf->pass = prev->pass;
+
+        if (clcf->handler == NULL) {
+            clcf->handler = ngx_llm_cache_handler;
+        }
     }
 
     return NGX_CONF_OK;

@@ -19,9 +19,12 @@
 
 
 /* the version of the key derivation and of the stored entry format */
-#define NGX_LLM_CACHE_FORMAT_VERSION  "v1"
+#define NGX_LLM_CACHE_FORMAT_VERSION  "v2"
 
 #define NGX_LLM_CACHE_KEY_HEX_LEN     64
+
+/* the namespace and model parts of a key (v2) */
+#define NGX_LLM_CACHE_ID_LEN          16
 
 
 typedef enum {
@@ -105,6 +108,7 @@ typedef struct {
     ngx_http_complex_value_t      *namespace;
     ngx_array_t                   *bypass;
     ngx_array_t                   *no_store;
+    ngx_array_t                   *purge;
     ngx_flag_t                     client_control;
 
     ngx_str_t                      key_prefix;
@@ -203,6 +207,11 @@ void ngx_llm_cache_lock_release(ngx_llm_cache_ctx_t *ctx);
 void ngx_llm_cache_lock_cleanup(ngx_llm_cache_ctx_t *ctx);
 
 /* ngx_llm_cache_key.c */
+ngx_int_t ngx_llm_cache_namespace_id(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_str_t *error);
+u_char *ngx_llm_cache_model_id(u_char *p, ngx_str_t *model);
+ngx_int_t ngx_llm_cache_purge(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
 ngx_int_t ngx_llm_cache_build_key(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *error);
 

@@ -1593,3 +1593,44 @@ ngx_llm_cache_redis_log_refusal(ngx_llm_cache_redis_server_t *s,
     s->refusal_logged = now;
     s->refusals_suppressed = 0;
 }
+
+
+/*
+ * EVAL script numkeys=0 with up to 4 arguments, for a purge step; the
+ * script answers a string
+ */
+
+ngx_llm_cache_redis_op_t *
+ngx_llm_cache_redis_eval(ngx_llm_cache_redis_server_t *s, ngx_str_t *script,
+    ngx_uint_t nargs, ngx_str_t *args, ngx_msec_t timeout,
+    ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log)
+{
+    ngx_uint_t                   i;
+    const char                  *argv[7];
+    size_t                       argvlen[7];
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    if (nargs > 4) {
+        return NULL;
+    }
+
+    rc = ngx_llm_cache_redis_pick(s, log, "purge failed", 1);
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = (const char *) script->data;
+    argvlen[1] = script->len;
+    argv[2] = "0";
+    argvlen[2] = 1;
+
+    for (i = 0; i < nargs; i++) {
+        argv[3 + i] = (const char *) args[i].data;
+        argvlen[3 + i] = args[i].len;
+    }
+
+    return ngx_llm_cache_redis_send(rc, "purge failed", timeout, handler,
+                                    data, log, 3 + nargs, argv, argvlen);
+}

@@ -65,6 +65,10 @@ ngx_int_t ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *server,
     ngx_str_t *token);
 void ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *server,
     ngx_str_t *lock, ngx_str_t *token);
+ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_eval(
+    ngx_llm_cache_redis_server_t *server, ngx_str_t *script,
+    ngx_uint_t nargs, ngx_str_t *args, ngx_msec_t timeout,
+    ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log);
 
 
 #endif /* _NGX_LLM_CACHE_REDIS_H_INCLUDED_ */

@@ -55,7 +55,7 @@ Authorization: Bearer sk-test
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
 --- response_body_like eval
-[".", qr/\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\n\z/]
+[".", qr/\Akeys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\n\z/]
 
 
 
@@ -76,7 +76,7 @@ Authorization: Bearer sk-test
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
 --- response_body_like eval
-[".", qr/\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=(71\d\d|7200) bytes=\d+\n\z/]
+[".", qr/\Akeys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=(71\d\d|7200) bytes=\d+\n\z/]
 
 
 
@@ -481,8 +481,8 @@ Authorization: Bearer sk-test
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
 --- response_headers_like eval
-["X-Cache-Status: MISS\nX-Status: MISS\nX-Key: llm:v1:[0-9a-f]{64}\nX-Model: gpt-4.1-mini",
- "X-Cache-Status: HIT\nX-Status: HIT\nX-Key: llm:v1:[0-9a-f]{64}\nX-Model: gpt-4.1-mini\nX-Age: [0-9]+"]
+["X-Cache-Status: MISS\nX-Status: MISS\nX-Key: llm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64}\nX-Model: gpt-4.1-mini",
+ "X-Cache-Status: HIT\nX-Status: HIT\nX-Key: llm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64}\nX-Model: gpt-4.1-mini\nX-Age: [0-9]+"]
 --- response_headers eval
 ["!X-Age\n!X-LLM-Cache", "!X-LLM-Cache"]
 
@@ -503,7 +503,7 @@ Authorization: Bearer sk-test
 --- response_headers eval
 ["!X-LLM-Cache", ""]
 --- response_body_like eval
-['fake-1', '\Akeys=1\ntenant-a:v1:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
+['fake-1', '\Akeys=1\ntenant-a:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
 
 
 

@@ -189,7 +189,7 @@ Authorization: Bearer sk-test
 --- response_body_like eval
 [(::invalid('invalid UTF-8 byte sequence')) x 9,
  '"id":"fake-1"', '"id":"fake-1"', '"id":"fake-1"',
- '\Acalls=1\n\z', '\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
+ '\Acalls=1\n\z', '\Akeys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
 --- error_log
 llm_cache: invalid JSON in request body: invalid UTF-8 byte sequence
 

@@ -138,7 +138,7 @@ __DATA__
 --- response_body_like eval
 ['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-1"', '"id":"fake-2"',
  '\Acalls=2\n\z',
- '\Akeys=2\nllm:v1:[0-9a-f]{64} ttl=\d+ bytes=\d+\nllm:v1:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
+ '\Akeys=2\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\d+ bytes=\d+\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
 --- error_log eval
 [$::debug ? qr/http header: "Authorization: Bearer sk-secret-alpha"/ : ()]
 --- no_error_log eval

@@ -130,7 +130,7 @@ Authorization: Bearer sk-test
  "GET /__redis/keys?db=3",
  "GET /__redis/keys?db=0"]
 --- response_body_like eval
-["ok", "fake-1", "^keys=1\nllm:v1:[0-9a-f]{64} ttl=7[67] bytes=\\d+\n\\z", "^keys=0\n\\z"]
+["ok", "fake-1", "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=7[67] bytes=\\d+\n\\z", "^keys=0\n\\z"]
 
 
 
@@ -174,7 +174,7 @@ Content-Type: application/json
  "GET /__stats"]
 --- response_body_like eval
 ["^client 0 status=200 cache=MISS sha256=(\\w+)\nclient 1 status=200 cache=HIT sha256=\\1\nHIT=1 MISS=1\nbodies=1\n\\z",
- "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=500\\d{4}\n\\z",
+ "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\\d+ bytes=500\\d{4}\n\\z",
  "^calls=1\n\\z"]
 --- timeout: 30
 

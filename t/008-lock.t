@@ -54,7 +54,7 @@ X-Fake-Delay: 600
 --- response_body_like eval
 ["^(client \\d status=200 cache=(MISS|HIT_WAITED) sha256=\\w+\n){5}HIT_WAITED=4 MISS=1\nbodies=1\n\\z",
  "^calls=1\n\\z",
- "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+ "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
 --- timeout: 20
 
 
@@ -95,7 +95,7 @@ X-Fake-Fail-First: 500
 --- response_body_like eval
 ["status=500 cache=MISS .*\nHIT_WAITED=3 MISS=1 MISS_WAITED=1\nbodies=2\n\\z",
  "^calls=2\n\\z",
- "^keys=1\nllm:v1:[0-9a-f]{64} ttl"]
+ "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl"]
 --- timeout: 20
 
 
@@ -139,7 +139,7 @@ Content-Type: application/json
 --- response_headers_like eval
 ["X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT"]
 --- response_body_like eval
-["fake-1", "^keys=1\nllm:v1:[0-9a-f]{64} ttl=5[45] bytes=\\d+\n\\z", "fake-1"]
+["fake-1", "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=5[45] bytes=\\d+\n\\z", "fake-1"]
 
 
 
@@ -240,7 +240,7 @@ Content-Type: application/json
 ["X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT", "", ""]
 --- response_body_like eval
 ['"id":"fake-1"', "^ok\n\\z", '"id":"fake-1"', "^calls=1\n\\z",
- "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+ "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
 
 
 
@@ -267,7 +267,7 @@ Content-Type: application/json
 ["X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT_WAITED", "", ""]
 --- response_body_like eval
 ['"id":"fake-1"', "^ok\n\\z", '"id":"fake-1"', "^calls=1\n\\z",
- "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+ "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
 --- timeout: 10
 
 

@@ -192,7 +192,7 @@ unlike($err, qr/\r/, 'no progress bar when stderr is not a terminal');
 is(calls(), 4, 'the provider was called once per distinct request');
 my ($keys, $listing) = keys_in_redis();
 is($keys, 4, 'Redis holds four entries') or diag($listing);
-like($listing, qr/^llm:v1:[0-9a-f]{64} ttl=\d+ bytes=\d+$/m,
+like($listing, qr/^llm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\d+ bytes=\d+$/m,
      'entries with a TTL');
 
 # again: everything is already cached, and costs no provider call

@@ -38,7 +38,7 @@ __DATA__
 ["X-LLM-Cache: MISS", "X-LLM-Cache: BYPASS\n!Age", "X-LLM-Cache: HIT", "", ""]
 --- response_body_like eval
 ['"id":"fake-1"', '"id":"fake-2"', '"id":"fake-2"', '\Acalls=2\n\z',
- '\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
+ '\Akeys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\d+ bytes=\d+\n\z']
 
 
 
@@ -230,7 +230,7 @@ uninitialized
 ["X-LLM-Cache: MISS", "X-LLM-Cache: HIT", "", ""]
 --- response_body_like eval
 ['"id":"fake-1"', '"id":"fake-1"',
- '\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\n\z',
+ '\Akeys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\n\z',
  '\Acalls=1\n\z']
 
 
@@ -291,7 +291,7 @@ uninitialized
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys"]
 --- response_body_like eval
-['"id":"fake-1"', '\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=(4\d) bytes=\d+\n\z']
+['"id":"fake-1"', '\Akeys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=(4\d) bytes=\d+\n\z']
 
 
 
@@ -311,7 +311,7 @@ uninitialized
  "GET /__redis/keys"]
 --- response_body_like eval
 ['"id":"fake-1"', '"id":"fake-2"',
- '\Akeys=2\nllm:v1:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\nllm:v1:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\n\z']
+ '\Akeys=2\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=(29\d|300) bytes=\d+\n\z']
 
 
 
@@ -371,7 +371,7 @@ X-Fake-Delay: 600
 ["POST /__fire?n=3&gap=20\n$::chat", "GET /__stats", "GET /__redis/keys"]
 --- response_body_like eval
 ["\nBYPASS=3\nbodies=3\n\\z", "^calls=3\n\\z",
- "^keys=1\nllm:v1:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
+ "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=\\d+ bytes=\\d+\n\\z"]
 --- timeout: 20
 
 

@@ -621,6 +621,27 @@ class Handler(BaseHTTPRequestHandler):
             query = urllib.parse.parse_qs(self.path.partition("?")[2])
             port = int(query.get("port", [self.server.redis_port])[0])
             self.send_plain(200, keepalive_report(port))
+        elif path == "/__redis/fill":
+            # set=K: the key K ("x"); copy=N: N copies "<key>.<i>" of each
+            # key there is (for a purge of many keys of one namespace)
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            host, port = self.server.redis_host, self.server.redis_port
+            try:
+                for k in query.get("set", []):
+                    redis_command(host, port, "SET", k, "x")
+                n = int(query.get("copy", ["0"])[0])
+                if n:
+                    for key in redis_command(host, port, "KEYS", "*") or []:
+                        if key.endswith(b":lock"):
+                            continue
+                        args = []
+                        for i in range(n):
+                            args += [key + b".%d" % i, b"x"]
+                        redis_command(host, port, "MSET", *args)
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            self.send_plain(200, b"ok\n")
         elif path == "/__redis/wrongtype":
             # every entry becomes a list: its GET answers WRONGTYPE
             host, port = self.server.redis_host, self.server.redis_port
