@@ -10,8 +10,8 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
 our $o1 = $chat =~ s/"model":"gpt-4\.1-mini"/"model":"o1-mini"/r;
-our $a = "Authorization: Bearer sk-test";
-our $b = "Authorization: Bearer sk-other";
+our $ta = "Authorization: Bearer sk-test";
+our $tb = "Authorization: Bearer sk-other";
 our $key = 'llm:v2:[0-9a-f]{16}:[0-9a-f]{16}:[0-9a-f]{64} ttl=\d+ bytes=\d+\n';
 
 repeat_each(1);
@@ -30,7 +30,7 @@ __DATA__
         limit_except POST { allow 127.0.0.1; deny all; }
     }
 --- more_headers eval
-[$::a, $::a, $::b, $::a, $::a, $::a, $::a, $::a, $::a, $::b, $::a]
+[$::ta, $::ta, $::tb, $::ta, $::ta, $::ta, $::ta, $::ta, $::ta, $::tb, $::ta]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::o1",
@@ -70,8 +70,8 @@ __DATA__
         limit_except POST { allow 127.0.0.1; deny all; }
     }
 --- more_headers eval
-[$::a, $::a, $::b, "$::a\nLLM-Cache-Purge: namespace", $::a, $::b, $::a,
- $::a]
+[$::ta, $::ta, $::tb, "$::ta\nLLM-Cache-Purge: namespace", $::ta, $::tb, $::ta,
+ $::ta]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::o1",
@@ -102,8 +102,8 @@ __DATA__
         limit_except POST { allow 127.0.0.1; deny all; }
     }
 --- more_headers eval
-[$::a, $::a, $::b, "$::a\nLLM-Cache-Purge: model", $::a,
- "$::b\nLLM-Cache-Purge: model=o1-mini", $::a]
+[$::ta, $::ta, $::tb, "$::ta\nLLM-Cache-Purge: model", $::ta,
+ "$::tb\nLLM-Cache-Purge: model=o1-mini", $::ta]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::o1",
@@ -132,7 +132,7 @@ __DATA__
         limit_except POST { allow 127.0.0.1; deny all; }
     }
 --- more_headers eval
-[$::a, $::b, "", "$::a\nLLM-Cache-Purge: all", ""]
+[$::ta, $::tb, "", "$::ta\nLLM-Cache-Purge: all", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::o1",
@@ -156,7 +156,7 @@ __DATA__
         limit_except POST { deny all; }
     }
 --- more_headers eval
-[$::a, "$::a\nLLM-Cache-Purge: all", $::a, "$::a\nLLM-Cache-Purge: all",
+[$::ta, "$::ta\nLLM-Cache-Purge: all", $::ta, "$::ta\nLLM-Cache-Purge: all",
  ""]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
@@ -180,7 +180,7 @@ __DATA__
         llm_cache_pass /_llm;
     }
 --- more_headers eval
-[$::a, "$::a\nLLM-Cache-Purge: all", "", ""]
+[$::ta, "$::ta\nLLM-Cache-Purge: all", "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "PURGE /v1/chat/completions\n$::chat",
@@ -207,7 +207,7 @@ __DATA__
 --- log_level: info
 --- timeout: 30
 --- more_headers eval
-[$::a, "", $::b, "", "$::a\nLLM-Cache-Purge: namespace", "", ""]
+[$::ta, "", $::tb, "", "$::ta\nLLM-Cache-Purge: namespace", "", ""]
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/fill?copy=3000",
