@@ -163,11 +163,11 @@ ngx_llm_cache_purge(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "llm_cache: purge of \"%V\"", &ctx->key);
 
-            ctx->op = ngx_llm_cache_redis_eval(lcf->redis,
-                                          &ngx_llm_cache_purge_entry_script,
-                                          1, &ctx->key, lcf->redis_timeout,
-                                          ngx_llm_cache_purge_step_done, p,
-                                          r->connection->log);
+            ctx->op = ngx_llm_cache_redis_eval(
+                          lcf->redis, &ngx_llm_cache_purge_entry_script,
+                          1, &ctx->key, lcf->redis_timeout,
+                          ngx_llm_cache_purge_step_done, p,
+                          r->connection->log);
             if (ctx->op == NULL) {
                 ngx_str_set(&error, "redis is not available");
                 return ngx_llm_cache_purge_send(r, NGX_HTTP_BAD_GATEWAY,
