@@ -221,3 +221,31 @@ __DATA__
  '\A\{"purged": 3001, "scope": "namespace"\}\n\z',
  "\\Akeys=1\n$::key\\z",
  'purge of namespace "llm:v2:[0-9a-f]{16}:\*": 3001 keys in ([2-9]|\d\d+) steps']
+
+
+
+=== TEST 8: a purge it cannot do is a 400 and removes nothing: an unknown scope, an entry or model purge without a JSON body
+--- http_config
+    map $request_method $purge { PURGE 1; default 0; }
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_purge $purge;
+    }
+--- more_headers eval
+[$::ta, "$::ta\nLLM-Cache-Purge: everything", $::ta,
+ "$::ta\nLLM-Cache-Purge: model", ""]
+--- request eval
+["POST /v1/chat/completions\n$::chat",
+ "PURGE /v1/chat/completions",
+ "PURGE /v1/chat/completions\nnot json",
+ "PURGE /v1/chat/completions",
+ "GET /__redis/keys"]
+--- error_code eval
+[200, 400, 400, 400, 200]
+--- response_body_like eval
+['"id":"fake-1"',
+ '\A\{"purged": 0, "scope": "\?", "error": "LLM-Cache-Purge is not one of',
+ '\A\{"purged": 0, "scope": "entry", "error": "',
+ '\A\{"purged": 0, "scope": "model", "error": "',
+ "\\Akeys=1\n$::key\\z"]
