@@ -138,11 +138,13 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
         return r->headers_out.status;
     }
 
-    if (ctx->stale.len
-        && (ctx->stale_failure = ngx_llm_cache_stale_failure(r, mr)))
-    {
-        /* the stale entry answers instead, see ngx_llm_cache_finish() */
-        return r->headers_out.status;
+    if (ctx->stale.len) {
+        ctx->stale_failure = ngx_llm_cache_stale_failure(r, mr);
+
+        if (ctx->stale_failure) {
+            /* the expired entry answers instead: ngx_llm_cache_finish() */
+            return r->headers_out.status;
+        }
     }
 
     if (ctx->capture && !ngx_llm_cache_storable(r, ctx)) {
