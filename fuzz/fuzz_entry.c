@@ -23,8 +23,8 @@
  * Encoder: the input split in two at the place its first byte says, as a
  * content type and a body (in two buffers), with a usage and a ttl taken
  * from its bytes: whatever the encoder accepts, the decoder gives back
- * unchanged.  (The other way round is the decoder's check above: what it accepts,
- * the encoder writes.)
+ * unchanged.  (The other way round is the decoder's check above: what
+ * it accepts, the encoder writes.)
  *
  * A broken invariant aborts; ASan, UBSan and LSan catch the rest.
  */
