@@ -7,6 +7,8 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # llm_cache_stale_ttl longer; a request for it goes to the provider, and
 # when the provider fails in a listed way the client gets the entry
 # (STALE, its real Age) instead of the error, never a mix of both.
+# Ages are whole seconds: an entry of ttl N is fresh for at least N - 1 s
+# of real time, so the sleeps and TTLs below leave a second to spare.
 
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
 our $chat_answer_1 = LLMCacheTest::answer('openai/chat-response.json', 1);
@@ -126,7 +128,7 @@ __DATA__
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
-        llm_cache_ttl 1s;
+        llm_cache_ttl 3s;
         llm_cache_stale_ttl 60s;
         llm_cache_use_stale error timeout http_429;
     }
@@ -135,7 +137,7 @@ Authorization: Bearer sk-test
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
  "GET /__redis/keys",
- "GET /__sleep?ms=2100",
+ "GET /__sleep?ms=4100",
  "POST /v1/chat/completions\n$::chat",
  "GET /__sleep?ms=300",
  "POST /v1/chat/completions\n$::chat",
@@ -143,7 +145,7 @@ Authorization: Bearer sk-test
 --- response_headers eval
 ["X-LLM-Cache: MISS", "", "", "X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT", ""]
 --- response_body_like eval
-["fake-1", qr/\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=(5\d|6[01]) bytes=\d+\n\z/,
+["fake-1", qr/\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=(5\d|6[0-3]) bytes=\d+\n\z/,
  "ok", "fake-2", "ok", "fake-2", "\\Acalls=2\\n\\z"]
 --- timeout: 20
 
