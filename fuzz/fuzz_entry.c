@@ -17,14 +17,14 @@
  * no NUL in the body, a creation time in (0, now + a day], the parts
  * laid end to end over the whole input; and the encoder, given those
  * parts, writes the input back byte for byte (one spelling per entry;
- * an LLMC1 entry, which has no usage, comes back as the same parts in
- * an LLMC2 one with a zero usage).
+ * an LLMC1 or LLMC2 entry, which has no ttl, comes back as the same
+ * parts in an LLMC3 one with a zero ttl, the LLMC1 with a zero usage).
  *
  * Encoder: the input split in two at the place its first byte says, as a
- * content type and a body (in two buffers), with a usage taken from its
- * bytes: whatever the encoder accepts, the decoder gives back unchanged.
- * (The other way round is the decoder's check above: what it accepts,
- * the encoder writes.)
+ * content type and a body (in two buffers), with a usage and a ttl taken
+ * from its bytes: whatever the encoder accepts, the decoder gives back
+ * unchanged.  (The other way round is the decoder's check above: what
+ * it accepts, the encoder writes.)
  *
  * A broken invariant aborts; ASan, UBSan and LSan catch the rest.
  */
@@ -100,7 +100,7 @@ static void
 fuzz_decode(ngx_pool_t *pool, u_char *data, size_t size)
 {
     u_char                 *p;
-    time_t                  created, created2;
+    time_t                  created, created2, ttl, ttl2;
     ngx_int_t               rc;
     ngx_str_t               content_type, body, entry, content_type2, body2;
     ngx_buf_t              *b;
@@ -109,7 +109,7 @@ fuzz_decode(ngx_pool_t *pool, u_char *data, size_t size)
     ngx_llm_cache_usage_t   usage, usage2;
 
     rc = ngx_llm_cache_entry_decode(data, size, &status, &content_type,
-                                    &created, &usage, &body);
+                                    &created, &ttl, &usage, &body);
 
     fuzz_assert(rc == NGX_OK || rc == NGX_ERROR);
 
@@ -119,6 +119,7 @@ fuzz_decode(ngx_pool_t *pool, u_char *data, size_t size)
 
     fuzz_assert(status == NGX_HTTP_OK);
     fuzz_assert(created > 0 && created <= ngx_time() + 86400);
+    fuzz_assert(ttl >= 0 && ttl <= (time_t) NGX_MAX_UINT32_VALUE);
 
     /* the parts lie end to end over the whole input */
 
@@ -148,24 +149,31 @@ fuzz_decode(ngx_pool_t *pool, u_char *data, size_t size)
     cl.next = NULL;
 
     rc = ngx_llm_cache_entry_encode(pool, status, &content_type, created,
-                                    &usage, &cl, body.len, &entry);
+                                    ttl, &usage, &cl, body.len, &entry);
     fuzz_assert(rc == NGX_OK);
 
-    if (ngx_strncmp(data, "LLMC1 ", 6) != 0) {
+    if (ngx_strncmp(data, "LLMC3 ", 6) == 0) {
         fuzz_assert(fuzz_same(entry.data, entry.len, data, size));
         return;
     }
 
-    fuzz_assert(usage.prompt == 0 && usage.completion == 0
-                && usage.duration == 0);
+    /* the earlier formats: no ttl, and in the first no usage */
+
+    fuzz_assert(ttl == 0);
+
+    if (ngx_strncmp(data, "LLMC1 ", 6) == 0) {
+        fuzz_assert(usage.prompt == 0 && usage.completion == 0
+                    && usage.duration == 0);
+    }
 
     rc = ngx_llm_cache_entry_decode(entry.data, entry.len, &status2,
-                                    &content_type2, &created2, &usage2,
+                                    &content_type2, &created2, &ttl2, &usage2,
                                     &body2);
     fuzz_assert(rc == NGX_OK);
-    fuzz_assert(status2 == status && created2 == created);
-    fuzz_assert(usage2.prompt == 0 && usage2.completion == 0
-                && usage2.duration == 0);
+    fuzz_assert(status2 == status && created2 == created && ttl2 == 0);
+    fuzz_assert(usage2.prompt == usage.prompt
+                && usage2.completion == usage.completion
+                && usage2.duration == usage.duration);
     fuzz_assert(fuzz_same(content_type2.data, content_type2.len,
                           content_type.data, content_type.len));
     fuzz_assert(fuzz_same(body2.data, body2.len, body.data, body.len));
@@ -176,7 +184,7 @@ static void
 fuzz_encode(ngx_pool_t *pool, u_char *data, size_t size)
 {
     size_t                  split, half;
-    time_t                  created, created2;
+    time_t                  created, created2, ttl, ttl2;
     ngx_int_t               rc;
     ngx_str_t               content_type, content_type2, body, entry;
     ngx_buf_t              *b[2];
@@ -222,8 +230,12 @@ fuzz_encode(ngx_pool_t *pool, u_char *data, size_t size)
     usage.completion = (data[0] & 0x20) ? NGX_MAX_UINT32_VALUE : split;
     usage.duration = (data[0] & 0x40) ? (ngx_msec_t) -1 : half;
 
+    /* up to past 2^32 - 1 too */
+
+    ttl = (data[0] & 0x80) ? (time_t) size << 24 : (time_t) split;
+
     rc = ngx_llm_cache_entry_encode(pool, (data[0] & 0x10) ? 204 : 200,
-                                    &content_type, created, &usage, cl,
+                                    &content_type, created, ttl, &usage, cl,
                                     body.len, &entry);
 
     fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
@@ -235,10 +247,11 @@ fuzz_encode(ngx_pool_t *pool, u_char *data, size_t size)
     fuzz_assert(!(data[0] & 0x10));
 
     rc = ngx_llm_cache_entry_decode(entry.data, entry.len, &status2,
-                                    &content_type2, &created2, &usage2,
+                                    &content_type2, &created2, &ttl2, &usage2,
                                     &body);
     fuzz_assert(rc == NGX_OK);
     fuzz_assert(status2 == NGX_HTTP_OK && created2 == created);
+    fuzz_assert(ttl2 == ngx_min(ttl, (time_t) NGX_MAX_UINT32_VALUE));
     fuzz_assert(usage2.prompt == ngx_min(usage.prompt, NGX_MAX_UINT32_VALUE)
                 && usage2.completion
                    == ngx_min(usage.completion, NGX_MAX_UINT32_VALUE)

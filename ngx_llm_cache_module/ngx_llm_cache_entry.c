@@ -8,17 +8,21 @@
 /*
  * A stored entry, read back with one GET:
  *
- *     "LLMC2 " status " " created " " content-type-length " "
- *     prompt-tokens " " completion-tokens " " duration-ms "\n"
+ *     "LLMC3 " status " " created " " content-type-length " "
+ *     prompt-tokens " " completion-tokens " " duration-ms " " ttl "\n"
  *     content-type body
  *
  * The usage and the provider's time are for the metrics, so that a hit
- * needs no parse of the answer.  Entries of the first version,
+ * needs no parse of the answer.  The ttl is how long the entry is fresh:
+ * Redis keeps it llm_cache_stale_ttl longer, for llm_cache_use_stale.
+ * Entries of the second version, "LLMC2 " without the ttl, and of the
+ * first version,
  *
  *     "LLMC1 " status " " created " " content-type-length "\n"
  *     content-type body
  *
- * are still served, with no usage.
+ * are still served (the first with no usage), as fresh for as long as
+ * Redis keeps them (ttl 0).
  *
  * Anything else found under a key is refused, never served: Redis may be
  * shared, or written by something else, and what is read from it goes
@@ -36,7 +40,8 @@
 #include "ngx_llm_cache_module.h"
 
 
-#define NGX_LLM_CACHE_ENTRY_MAGIC  "LLMC2 "
+#define NGX_LLM_CACHE_ENTRY_MAGIC  "LLMC3 "
+#define NGX_LLM_CACHE_ENTRY_MAGIC2 "LLMC2 "
 #define NGX_LLM_CACHE_ENTRY_MAGIC1 "LLMC1 "
 #define NGX_LLM_CACHE_ENTRY_SKEW   86400
 
@@ -52,8 +57,9 @@ static u_char *ngx_llm_cache_entry_number(u_char *p, u_char *end,
 
 ngx_int_t
 ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
-    ngx_str_t *content_type, time_t created, ngx_llm_cache_usage_t *usage,
-    ngx_chain_t *body, size_t body_size, ngx_str_t *entry)
+    ngx_str_t *content_type, time_t created, time_t ttl,
+    ngx_llm_cache_usage_t *usage, ngx_chain_t *body, size_t body_size,
+    ngx_str_t *entry)
 {
     u_char       *p;
     size_t        len;
@@ -81,7 +87,7 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
 
     len = sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1
           + NGX_INT_T_LEN + 1 + NGX_TIME_T_LEN + 1 + NGX_SIZE_T_LEN + 1
-          + 3 * (NGX_INT32_LEN + 1) + content_type->len + body_size;
+          + 4 * (NGX_INT32_LEN + 1) + content_type->len + body_size;
 
     entry->data = ngx_pnalloc(pool, len);
     if (entry->data == NULL) {
@@ -91,12 +97,14 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
     /* the decoder takes numbers of NGX_INT32_LEN digits at most */
 
     p = ngx_sprintf(entry->data,
-                    NGX_LLM_CACHE_ENTRY_MAGIC "%ui %T %uz %uD %uD %uD\n",
+                    NGX_LLM_CACHE_ENTRY_MAGIC "%ui %T %uz %uD %uD %uD %uD\n",
                     status, created, content_type->len,
                     (uint32_t) ngx_min(usage->prompt, NGX_MAX_UINT32_VALUE),
                     (uint32_t) ngx_min(usage->completion,
                                        NGX_MAX_UINT32_VALUE),
                     (uint32_t) ngx_min(usage->duration,
+                                       NGX_MAX_UINT32_VALUE),
+                    (uint32_t) ngx_min(ngx_max(ttl, 0),
                                        NGX_MAX_UINT32_VALUE));
     p = ngx_cpymem(p, content_type->data, content_type->len);
 
@@ -139,17 +147,18 @@ ngx_llm_cache_entry_number(u_char *p, u_char *end, u_char stop,
 
 ngx_int_t
 ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
-    ngx_str_t *content_type, time_t *created, ngx_llm_cache_usage_t *usage,
-    ngx_str_t *body)
+    ngx_str_t *content_type, time_t *created, time_t *ttl,
+    ngx_llm_cache_usage_t *usage, ngx_str_t *body)
 {
     off_t       n;
     u_char     *p, *end;
-    ngx_uint_t  v2;
+    ngx_uint_t  version;
 
     p = data;
     end = data + len;
 
     ngx_memzero(usage, sizeof(ngx_llm_cache_usage_t));
+    *ttl = 0;
 
     if (len < sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1) {
         return NGX_ERROR;
@@ -159,13 +168,19 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
                    sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1)
         == 0)
     {
-        v2 = 1;
+        version = 3;
+
+    } else if (ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC2,
+                          sizeof(NGX_LLM_CACHE_ENTRY_MAGIC2) - 1)
+               == 0)
+    {
+        version = 2;
 
     } else if (ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC1,
                           sizeof(NGX_LLM_CACHE_ENTRY_MAGIC1) - 1)
                == 0)
     {
-        v2 = 0;
+        version = 1;
 
     } else {
         return NGX_ERROR;
@@ -187,14 +202,14 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
 
     *created = (time_t) n;
 
-    p = ngx_llm_cache_entry_number(p, end, v2 ? ' ' : '\n', &n);
+    p = ngx_llm_cache_entry_number(p, end, version > 1 ? ' ' : '\n', &n);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
     content_type->len = (size_t) n;
 
-    if (v2) {
+    if (version > 1) {
         /* as the encoder writes them, up to 2^32 - 1 */
 
         p = ngx_llm_cache_entry_number(p, end, ' ', &n);
@@ -211,12 +226,22 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
 
         usage->completion = (ngx_uint_t) n;
 
-        p = ngx_llm_cache_entry_number(p, end, '\n', &n);
+        p = ngx_llm_cache_entry_number(p, end, version > 2 ? ' ' : '\n',
+                                       &n);
         if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
             return NGX_ERROR;
         }
 
         usage->duration = (ngx_msec_t) n;
+    }
+
+    if (version > 2) {
+        p = ngx_llm_cache_entry_number(p, end, '\n', &n);
+        if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
+            return NGX_ERROR;
+        }
+
+        *ttl = (time_t) n;
     }
 
     if ((off_t) content_type->len > end - p) {

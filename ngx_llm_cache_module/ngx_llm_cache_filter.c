@@ -30,6 +30,8 @@ static ngx_uint_t ngx_llm_cache_intercepted(ngx_http_request_t *sr,
     ngx_http_request_t *r);
 static ngx_int_t ngx_llm_cache_copy_headers(ngx_http_request_t *r,
     ngx_http_request_t *sr);
+static ngx_uint_t ngx_llm_cache_stale_failure(ngx_http_request_t *sr,
+    ngx_http_request_t *r);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -43,7 +45,8 @@ static ngx_str_t  ngx_llm_cache_status_names[] = {
     ngx_string("BYPASS"),
     ngx_string("ERROR"),
     ngx_string("HIT_WAITED"),
-    ngx_string("MISS_WAITED")
+    ngx_string("MISS_WAITED"),
+    ngx_string("STALE")
 };
 
 
@@ -135,6 +138,15 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
         return r->headers_out.status;
     }
 
+    if (ctx->stale.len) {
+        ctx->stale_failure = ngx_llm_cache_stale_failure(r, mr);
+
+        if (ctx->stale_failure) {
+            /* the expired entry answers instead: ngx_llm_cache_finish() */
+            return r->headers_out.status;
+        }
+    }
+
     if (ctx->capture && !ngx_llm_cache_storable(r, ctx)) {
         ctx->capture = 0;
     }
@@ -152,6 +164,40 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/* the llm_cache_use_stale kind of a provider's answer, 0 when not listed */
+
+static ngx_uint_t
+ngx_llm_cache_stale_failure(ngx_http_request_t *sr, ngx_http_request_t *r)
+{
+    ngx_uint_t                 ft;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    switch (sr->headers_out.status) {
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_429;
+        break;
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_500;
+        break;
+    case NGX_HTTP_BAD_GATEWAY:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_502;
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_503;
+        break;
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_504;
+        break;
+    default:
+        return 0;
+    }
+
+    return lcf->use_stale & ft;
 }
 
 

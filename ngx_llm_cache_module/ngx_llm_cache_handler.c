@@ -24,8 +24,11 @@ static void ngx_llm_cache_body_handler(ngx_http_request_t *r);
 static void ngx_llm_cache_lookup(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
 static void ngx_llm_cache_cleanup(void *data);
-static ngx_int_t ngx_llm_cache_send_entry(ngx_http_request_t *r,
+static ngx_uint_t ngx_llm_cache_expired(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *value);
+static ngx_int_t ngx_llm_cache_send_entry(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_str_t *value,
+    ngx_llm_cache_status_e status);
 static void ngx_llm_cache_pass(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_status_e status,
     ngx_uint_t capture);
@@ -233,10 +236,21 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
     switch (rc) {
 
     case NGX_OK:
+
+        if (ngx_llm_cache_expired(r, ctx, value)) {
+            /*
+             * kept by llm_cache_stale_ttl: the provider's answer replaces
+             * it (the store releases a lock held), its failure gets it
+             */
+            ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_MISS, 1);
+            break;
+        }
+
         /* found by the look-up after taking the lock: no need of it */
         ngx_llm_cache_lock_release(ctx);
 
-        rc = ngx_llm_cache_send_entry(r, ctx, value);
+        rc = ngx_llm_cache_send_entry(r, ctx, value,
+                                      NGX_LLM_CACHE_STATUS_HIT);
 
         if (rc == NGX_DECLINED) {
             /* refused entry: answer from the provider and replace it */
@@ -318,13 +332,61 @@ ngx_llm_cache_cleanup(void *data)
 }
 
 
+/*
+ * An entry past the ttl it was stored with, that Redis keeps for
+ * llm_cache_use_stale: held in ctx->stale (the reply buffer belongs to
+ * hiredis) while use_stale is on.  Entries of LLMC1 and LLMC2 have no
+ * ttl: fresh for as long as Redis keeps them.
+ */
+
+static ngx_uint_t
+ngx_llm_cache_expired(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
+    ngx_str_t *value)
+{
+    time_t                     created, ttl;
+    ngx_str_t                  content_type, body;
+    ngx_uint_t                 status;
+    ngx_llm_cache_usage_t      usage;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    if (ngx_llm_cache_entry_decode(value->data, value->len, &status,
+                                   &content_type, &created, &ttl, &usage,
+                                   &body)
+        != NGX_OK
+        || ttl == 0
+        || ngx_time() - created < ttl)
+    {
+        return 0;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "llm_cache: entry expired, age:%T ttl:%T",
+                   ngx_time() - created, ttl);
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    if (lcf->use_stale & NGX_HTTP_UPSTREAM_FT_OFF) {
+        return 1;
+    }
+
+    ctx->stale.data = ngx_pstrdup(r->pool, value);
+    if (ctx->stale.data == NULL) {
+        return 1;
+    }
+
+    ctx->stale.len = value->len;
+
+    return 1;
+}
+
+
 /* a hit: the stored status, content type and body, with Age */
 
 static ngx_int_t
 ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
-    ngx_str_t *value)
+    ngx_str_t *value, ngx_llm_cache_status_e cache_status)
 {
-    time_t            created;
+    time_t            created, ttl;
     ngx_int_t         rc;
     ngx_str_t         content_type, body;
     ngx_buf_t        *b;
@@ -333,14 +395,14 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     ngx_table_elt_t  *h;
 
     if (ngx_llm_cache_entry_decode(value->data, value->len, &status,
-                                   &content_type, &created, &ctx->usage,
-                                   &body)
+                                   &content_type, &created, &ttl,
+                                   &ctx->usage, &body)
         != NGX_OK)
     {
         return NGX_DECLINED;
     }
 
-    ngx_llm_cache_set_status(ctx, NGX_LLM_CACHE_STATUS_HIT);
+    ngx_llm_cache_set_status(ctx, cache_status);
     ctx->age = ngx_max(ngx_time() - created, 0);
     ctx->has_age = 1;
 
@@ -510,6 +572,14 @@ ngx_llm_cache_subrequest_done(ngx_http_request_t *sr, void *data,
 
         ctx->provider_error = (rc == NGX_ERROR) ? NGX_HTTP_BAD_GATEWAY : rc;
         rc = NGX_OK;
+
+        /* unless the header filter refused the provider's own answer */
+
+        if (ctx->stale_failure == 0) {
+            ctx->stale_failure =
+                (ctx->provider_error == NGX_HTTP_GATEWAY_TIME_OUT)
+                ? NGX_HTTP_UPSTREAM_FT_TIMEOUT : NGX_HTTP_UPSTREAM_FT_ERROR;
+        }
     }
 
     ctx->provider_done = 1;
@@ -623,11 +693,30 @@ ngx_llm_cache_rewrite_handler(ngx_http_request_t *r)
 static void
 ngx_llm_cache_finish(ngx_http_request_t *r)
 {
-    ngx_llm_cache_ctx_t  *ctx;
+    ngx_int_t                  rc;
+    ngx_llm_cache_ctx_t       *ctx;
+    ngx_llm_cache_loc_conf_t  *lcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
 
     if (ctx == NULL || !ctx->provider_done) {
+        return;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    if (!r->header_sent && ctx->stale.len
+        && (ctx->stale_failure & lcf->use_stale))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "llm_cache: provider failed with %ui, answering the "
+                      "stale entry", ctx->provider_error);
+
+        rc = ngx_llm_cache_send_entry(r, ctx, &ctx->stale,
+                                      NGX_LLM_CACHE_STATUS_STALE);
+
+        ngx_http_finalize_request(r, rc == NGX_DECLINED
+                                     ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc);
         return;
     }
 

@@ -48,6 +48,20 @@ static ngx_conf_post_handler_pt  ngx_llm_cache_metrics_models_post =
     ngx_llm_cache_metrics_models_check;
 
 
+/* the failures of the provider that an expired entry answers */
+static ngx_conf_bitmask_t  ngx_llm_cache_use_stale_masks[] = {
+    { ngx_string("error"), NGX_HTTP_UPSTREAM_FT_ERROR },
+    { ngx_string("timeout"), NGX_HTTP_UPSTREAM_FT_TIMEOUT },
+    { ngx_string("http_429"), NGX_HTTP_UPSTREAM_FT_HTTP_429 },
+    { ngx_string("http_500"), NGX_HTTP_UPSTREAM_FT_HTTP_500 },
+    { ngx_string("http_502"), NGX_HTTP_UPSTREAM_FT_HTTP_502 },
+    { ngx_string("http_503"), NGX_HTTP_UPSTREAM_FT_HTTP_503 },
+    { ngx_string("http_504"), NGX_HTTP_UPSTREAM_FT_HTTP_504 },
+    { ngx_string("off"), NGX_HTTP_UPSTREAM_FT_OFF },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_llm_cache_invalid_json[] = {
     { ngx_string("pass"), NGX_LLM_CACHE_INVALID_JSON_PASS },
     { ngx_string("reject"), NGX_LLM_CACHE_INVALID_JSON_REJECT },
@@ -97,6 +111,20 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_llm_cache_loc_conf_t, lock_timeout),
+      NULL },
+
+    { ngx_string("llm_cache_use_stale"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, use_stale),
+      &ngx_llm_cache_use_stale_masks },
+
+    { ngx_string("llm_cache_stale_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, stale_ttl),
       NULL },
 
     { ngx_string("llm_cache_ttl"),
@@ -358,6 +386,7 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->max_size = NGX_CONF_UNSET_SIZE;
     conf->invalid_json = NGX_CONF_UNSET_UINT;
+    conf->stale_ttl = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -391,6 +420,16 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               2 * 1024 * 1024);
     ngx_conf_merge_str_value(conf->status_header, prev->status_header,
                              "X-LLM-Cache");
+    ngx_conf_merge_bitmask_value(conf->use_stale, prev->use_stale,
+                                 NGX_CONF_BITMASK_SET
+                                 |NGX_HTTP_UPSTREAM_FT_OFF);
+
+    if (conf->use_stale & NGX_HTTP_UPSTREAM_FT_OFF) {
+        conf->use_stale = NGX_CONF_BITMASK_SET|NGX_HTTP_UPSTREAM_FT_OFF;
+    }
+
+    ngx_conf_merge_sec_value(conf->stale_ttl, prev->stale_ttl, 0);
+
     ngx_conf_merge_uint_value(conf->invalid_json, prev->invalid_json,
                               NGX_LLM_CACHE_INVALID_JSON_PASS);
 

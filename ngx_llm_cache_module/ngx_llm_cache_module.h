@@ -34,7 +34,8 @@ typedef enum {
     NGX_LLM_CACHE_STATUS_BYPASS,
     NGX_LLM_CACHE_STATUS_ERROR,
     NGX_LLM_CACHE_STATUS_HIT_WAITED,
-    NGX_LLM_CACHE_STATUS_MISS_WAITED
+    NGX_LLM_CACHE_STATUS_MISS_WAITED,
+    NGX_LLM_CACHE_STATUS_STALE
 } ngx_llm_cache_status_e;
 
 
@@ -120,6 +121,9 @@ typedef struct {
     ngx_str_t                      status_header;
 
     ngx_uint_t                     invalid_json;
+
+    ngx_uint_t                     use_stale;     /* NGX_HTTP_UPSTREAM_FT_* */
+    time_t                         stale_ttl;
 } ngx_llm_cache_loc_conf_t;
 
 
@@ -166,6 +170,10 @@ typedef struct {
 
     ngx_llm_cache_usage_t          usage;         /* of a hit, or stored */
     ngx_uint_t                     store_result;  /* NGX_LLM_CACHE_STORED */
+
+    /* an expired entry, answered if the provider fails (use_stale) */
+    ngx_str_t                      stale;
+    ngx_uint_t                     stale_failure; /* NGX_HTTP_UPSTREAM_FT_* */
 
     unsigned                       capture:1;
     unsigned                       provider_sse:1;
@@ -242,11 +250,12 @@ ngx_int_t ngx_llm_cache_send_invalid(ngx_http_request_t *r,
 
 /* ngx_llm_cache_entry.c */
 ngx_int_t ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
-    ngx_str_t *content_type, time_t created, ngx_llm_cache_usage_t *usage,
-    ngx_chain_t *body, size_t body_size, ngx_str_t *entry);
+    ngx_str_t *content_type, time_t created, time_t ttl,
+    ngx_llm_cache_usage_t *usage, ngx_chain_t *body, size_t body_size,
+    ngx_str_t *entry);
 ngx_int_t ngx_llm_cache_entry_decode(u_char *data, size_t len,
     ngx_uint_t *status, ngx_str_t *content_type, time_t *created,
-    ngx_llm_cache_usage_t *usage, ngx_str_t *body);
+    time_t *ttl, ngx_llm_cache_usage_t *usage, ngx_str_t *body);
 
 /* ngx_llm_cache_metrics.c */
 ngx_int_t ngx_llm_cache_metrics_init(ngx_conf_t *cf,

@@ -187,7 +187,7 @@ ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
 void
 ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 {
-    time_t                     ttl;
+    time_t                     ttl, keep;
     ngx_int_t                  rc;
     ngx_str_t                  value, entry;
     ngx_llm_cache_loc_conf_t  *lcf;
@@ -232,7 +232,7 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 
     if (ngx_llm_cache_entry_encode(sr->pool, ctx->provider_status,
                                    &ctx->provider_content_type, ngx_time(),
-                                   &ctx->usage, ctx->captured,
+                                   ttl, &ctx->usage, ctx->captured,
                                    ctx->captured_size, &entry)
         != NGX_OK)
     {
@@ -249,7 +249,15 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return;
     }
 
-    rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, ttl,
+    /* an expired entry is kept for llm_cache_use_stale */
+
+    keep = ttl;
+
+    if (!(lcf->use_stale & NGX_HTTP_UPSTREAM_FT_OFF)) {
+        keep += lcf->stale_ttl;
+    }
+
+    rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, keep,
                                  ctx->lock_held ? &ctx->lock_key : NULL,
                                  &ctx->lock_token);
 

@@ -310,7 +310,7 @@ my %expect = (
        '{"requests":{"MISS":{"gpt-4.1-mini":1,"gpt-4o":1,"other":2},'
        . '"HIT":{"gpt-4.1-mini":3,"gpt-4o":1,"other":1},'
        . '"BYPASS":{"gpt-4.1-mini":2},"ERROR":{"gpt-4.1-mini":1},'
-       . '"HIT_WAITED":{},"MISS_WAITED":{}}',
+       . '"HIT_WAITED":{},"MISS_WAITED":{},"STALE":{}}',
        'JSON: the same counts');
     my ($st2, $body2) = scrape('/metrics', Accept => 'application/json');
     is($body2, $body, 'Accept: application/json gives the JSON too');
@@ -382,9 +382,9 @@ is(join(' ', map { "$_->[0]/$_->[1]" } @sent),
         . "local v = redis.call('GET', k) "
         . "if string.find(v, 'fake%-1\"') then "
         . "return {ok = string.match(v, '^[^\\n]*')} end end", 0);
-    like($entry, qr/^\+LLMC2 200 \d+ 16 38 92 (\d+)$/,
+    like($entry, qr/^\+LLMC3 200 \d+ 16 38 92 (\d+) \d+$/,
          'the entry keeps the usage and the provider time');
-    my ($ms) = $entry =~ / (\d+)$/;
+    my ($ms) = $entry =~ / (\d+) \d+$/;
     ok(defined $ms && $ms >= 300 && $ms < 10000,
        'the provider time (' . ($ms // '?') . ' ms) is the '
        . "subrequest's (X-Fake-Delay: 300)");
