@@ -46,7 +46,8 @@ static ngx_str_t  ngx_llm_cache_status_names[] = {
     ngx_string("ERROR"),
     ngx_string("HIT_WAITED"),
     ngx_string("MISS_WAITED"),
-    ngx_string("STALE")
+    ngx_string("STALE"),
+    ngx_string("PURGE")
 };
 
 

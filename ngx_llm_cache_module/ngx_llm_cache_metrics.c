@@ -25,7 +25,7 @@
 
 
 #define NGX_LLM_CACHE_METRICS_LABEL     64
-#define NGX_LLM_CACHE_METRICS_STATUSES  8
+#define NGX_LLM_CACHE_METRICS_STATUSES  9
 
 /* slots after the named models: "other", and requests with no model */
 #define NGX_LLM_CACHE_METRICS_OTHER     NGX_LLM_CACHE_METRICS_MAX_MODELS
@@ -165,7 +165,8 @@ static ngx_str_t  ngx_llm_cache_metrics_status[] = {
     ngx_string("ERROR"),
     ngx_string("HIT_WAITED"),
     ngx_string("MISS_WAITED"),
-    ngx_string("STALE")
+    ngx_string("STALE"),
+    ngx_string("PURGE")
 };
 
 

@@ -397,10 +397,11 @@ static ngx_int_t
 ngx_llm_cache_purge_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *scope, ngx_uint_t purged, ngx_str_t *error)
 {
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    size_t                len;
+    ngx_int_t             rc;
+    ngx_buf_t            *b;
+    ngx_chain_t           out;
+    ngx_llm_cache_ctx_t  *ctx;
 
     len = sizeof("{\"purged\": , \"scope\": \"\", \"error\": \"\"}\n") - 1
           + NGX_INT_T_LEN + 6 * ngx_min(scope->len, 32)
@@ -433,6 +434,16 @@ ngx_llm_cache_purge_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_llm_cache_module);
+
+    if (ctx) {
+        ctx->status = NGX_LLM_CACHE_STATUS_PURGE;
+
+        if (ngx_llm_cache_set_status_header(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     rc = ngx_http_send_header(r);
 

@@ -310,7 +310,7 @@ my %expect = (
        '{"requests":{"MISS":{"gpt-4.1-mini":1,"gpt-4o":1,"other":2},'
        . '"HIT":{"gpt-4.1-mini":3,"gpt-4o":1,"other":1},'
        . '"BYPASS":{"gpt-4.1-mini":2},"ERROR":{"gpt-4.1-mini":1},'
-       . '"HIT_WAITED":{},"MISS_WAITED":{},"STALE":{}}',
+       . '"HIT_WAITED":{},"MISS_WAITED":{},"STALE":{},"PURGE":{}}',
        'JSON: the same counts');
     my ($st2, $body2) = scrape('/metrics', Accept => 'application/json');
     is($body2, $body, 'Accept: application/json gives the JSON too');

@@ -145,7 +145,7 @@ Authorization: Bearer sk-test
 --- response_headers eval
 ["X-LLM-Cache: MISS", "", "", "X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT", ""]
 --- response_body_like eval
-["fake-1", qr/\Akeys=1\nllm:v1:[0-9a-f]{64} ttl=(5\d|6[0-3]) bytes=\d+\n\z/,
+["fake-1", qr/\Akeys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=(5\d|6[0-3]) bytes=\d+\n\z/,
  "ok", "fake-2", "ok", "fake-2", "\\Acalls=2\\n\\z"]
 --- timeout: 20
 

@@ -47,7 +47,7 @@ __DATA__
 [200, 200, 200, 200, 200, 404, 200, 200, 200, 200, 200]
 --- response_headers eval
 ["X-LLM-Cache: MISS", "X-LLM-Cache: MISS", "X-LLM-Cache: MISS",
- "Content-Type: application/json\n!X-LLM-Cache", "",
+ "Content-Type: application/json\nX-LLM-Cache: PURGE", "",
  "Content-Type: application/json", "X-LLM-Cache: MISS", "X-LLM-Cache: HIT",
  "X-LLM-Cache: HIT", "X-LLM-Cache: HIT", ""]
 --- response_body_like eval
