@@ -96,9 +96,10 @@ static void fuzz_check_key(fuzz_input_t *in, fuzz_body_e body,
     ngx_str_t *key);
 static ngx_http_request_t *fuzz_request(fuzz_input_t *in, fuzz_body_e body,
     ngx_llm_cache_loc_conf_t *lcf);
+static u_char *fuzz_short_id(u_char *k, u_char *data, size_t len);
 static void fuzz_expected_key(ngx_llm_cache_loc_conf_t *lcf,
     ngx_str_t *fields, ngx_str_t *pass, ngx_str_t *uri, ngx_str_t *args,
-    fuzz_buf_t *body, u_char *key);
+    ngx_str_t *model, fuzz_buf_t *body, u_char *key);
 static ngx_uint_t fuzz_same(u_char *a, size_t alen, u_char *b, size_t blen);
 
 
@@ -547,7 +548,7 @@ fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
     ngx_http_request_t        *r;
     ngx_llm_cache_ctx_t        ctx;
     ngx_llm_cache_loc_conf_t  *lcf;
-    u_char                     expected[64 + 2 * EVP_MAX_MD_SIZE];
+    u_char                     expected[256 + 2 * EVP_MAX_MD_SIZE];
 
     ngx_str_null(key);
 
@@ -614,19 +615,20 @@ fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
         return;
     }
 
-    fuzz_expected_key(lcf, fields, pass, uri, args, &fuzz_out[conf],
-                      expected);
-
-    fuzz_assert(fuzz_same(ctx.key.data, ctx.key.len,
-                          expected, ngx_strlen(expected)));
-
     if (ngx_llm_cache_json_get_string(in->root, "model", &model) == NGX_OK) {
         fuzz_assert(fuzz_same(ctx.model.data, ctx.model.len,
                               model.data, model.len));
 
     } else {
         fuzz_assert(ctx.model.len == 0);
+        ngx_str_null(&model);
     }
+
+    fuzz_expected_key(lcf, fields, pass, uri, args, &model, &fuzz_out[conf],
+                      expected);
+
+    fuzz_assert(fuzz_same(ctx.key.data, ctx.key.len,
+                          expected, ngx_strlen(expected)));
 
     *key = ctx.key;
 }
@@ -713,14 +715,32 @@ fuzz_request(fuzz_input_t *in, fuzz_body_e body,
  * "body=" canonical))
  */
 
+/* 16 hex digits of SHA-256, the ids of the key's v2 layout */
+
+static u_char *
+fuzz_short_id(u_char *k, u_char *data, size_t len)
+{
+    unsigned int  i, n;
+    u_char        digest[EVP_MAX_MD_SIZE];
+
+    fuzz_assert(EVP_Digest(data, len, digest, &n, EVP_sha256(), NULL) == 1);
+
+    for (i = 0; i < 8; i++) {
+        k += snprintf((char *) k, 3, "%02x", digest[i]);
+    }
+
+    return k;
+}
+
+
 static void
 fuzz_expected_key(ngx_llm_cache_loc_conf_t *lcf, ngx_str_t *fields,
-    ngx_str_t *pass, ngx_str_t *uri, ngx_str_t *args, fuzz_buf_t *body,
-    u_char *key)
+    ngx_str_t *pass, ngx_str_t *uri, ngx_str_t *args, ngx_str_t *model,
+    fuzz_buf_t *body, u_char *key)
 {
     int            len;
     size_t         size;
-    u_char        *stream, *p, *k;
+    u_char        *stream, *p, *k, *ns;
     unsigned int   i, n;
     u_char         digest[EVP_MAX_MD_SIZE];
 
@@ -768,9 +788,32 @@ fuzz_expected_key(ngx_llm_cache_loc_conf_t *lcf, ngx_str_t *fields,
 
     free(stream);
 
+    /* <prefix>v2:<namespace id>:<model id or ->:<hash> */
+
+    ns = malloc(64 + fields->len + pass->len);
+    fuzz_assert(ns != NULL);
+
+    p = ngx_cpymem(ns, "llm_cache namespace\n",
+                   sizeof("llm_cache namespace\n") - 1);
+    p = ngx_cpymem(p, fields->data, fields->len);
+    p = ngx_cpymem(p, pass->data, pass->len);
+
     k = ngx_cpymem(key, lcf->key_prefix.data, lcf->key_prefix.len);
     k = ngx_cpymem(k, NGX_LLM_CACHE_FORMAT_VERSION ":",
                    sizeof(NGX_LLM_CACHE_FORMAT_VERSION));
+    k = fuzz_short_id(k, ns, p - ns);
+    *k++ = ':';
+
+    free(ns);
+
+    if (model->len) {
+        k = fuzz_short_id(k, model->data, model->len);
+
+    } else {
+        *k++ = '-';
+    }
+
+    *k++ = ':';
 
     for (i = 0; i < n; i++) {
         k += snprintf((char *) k, 3, "%02x", digest[i]);
