@@ -1225,6 +1225,9 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (op->handler && !s->exiting) {
         op->handler(op->data, rc, &value);
+
+    } else if (op->reply_handler && !s->exiting) {
+        op->reply_handler(op->data, rc, rr);
     }
 
     ngx_free(op);
@@ -1249,14 +1252,17 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
     ngx_uint_t                       live;
     redisAsyncContext               *ac;
     ngx_llm_cache_redis_conn_t      *rc;
+    ngx_llm_cache_redis_reply_pt     reply_handler;
     ngx_llm_cache_redis_handler_pt   handler;
 
     rc = op->conn;
     ac = rc->ac;
     handler = op->handler;
+    reply_handler = op->reply_handler;
     data = op->data;
 
     op->handler = NULL;
+    op->reply_handler = NULL;
     op->timed_out = 1;
 
     /* behind a set-up that is not answered, it is the connection failing */
@@ -1276,6 +1282,9 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
 
     if (handler) {
         handler(data, NGX_ERROR, NULL);
+
+    } else if (reply_handler) {
+        reply_handler(data, NGX_ERROR, NULL);
     }
 }
 
@@ -1290,6 +1299,7 @@ void
 ngx_llm_cache_redis_cancel(ngx_llm_cache_redis_op_t *op)
 {
     op->handler = NULL;
+    op->reply_handler = NULL;
     op->data = NULL;
     op->log = op->conn->server->log;
     op->timer.log = op->log;
@@ -1633,4 +1643,33 @@ ngx_llm_cache_redis_eval(ngx_llm_cache_redis_server_t *s, ngx_str_t *script,
 
     return ngx_llm_cache_redis_send(rc, "purge failed", timeout, handler,
                                     data, log, 3 + nargs, argv, argvlen);
+}
+
+
+/*
+ * Any command, its whole reply to the handler (the semantic index reads
+ * arrays); without a handler, fire and forget, as the store's writes
+ */
+
+ngx_llm_cache_redis_op_t *
+ngx_llm_cache_redis_command(ngx_llm_cache_redis_server_t *s,
+    const char *what, int argc, const char **argv, const size_t *argvlen,
+    ngx_msec_t timeout, ngx_llm_cache_redis_reply_pt handler, void *data,
+    ngx_log_t *log)
+{
+    ngx_llm_cache_redis_op_t    *op;
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    rc = ngx_llm_cache_redis_pick(s, log, what, handler && timeout);
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    op = ngx_llm_cache_redis_send(rc, what, timeout, NULL, data, log, argc,
+                                  argv, argvlen);
+    if (op) {
+        op->reply_handler = handler;
+    }
+
+    return op;
 }

@@ -27,6 +27,10 @@ typedef struct ngx_llm_cache_redis_conn_s    ngx_llm_cache_redis_conn_t;
 typedef void (*ngx_llm_cache_redis_handler_pt)(void *data, ngx_int_t rc,
     ngx_str_t *value);
 
+/* the same, with the whole reply (a hiredis redisReply *, NULL if none) */
+typedef void (*ngx_llm_cache_redis_reply_pt)(void *data, ngx_int_t rc,
+    void *reply);
+
 
 /*
  * an outstanding command; it belongs to the Redis connection, never to
@@ -34,6 +38,7 @@ typedef void (*ngx_llm_cache_redis_handler_pt)(void *data, ngx_int_t rc,
  */
 typedef struct {
     ngx_llm_cache_redis_handler_pt   handler;
+    ngx_llm_cache_redis_reply_pt     reply_handler;
     void                            *data;
     ngx_llm_cache_redis_conn_t      *conn;
     ngx_log_t                       *log;
@@ -69,6 +74,11 @@ ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_eval(
     ngx_llm_cache_redis_server_t *server, ngx_str_t *script,
     ngx_uint_t nargs, ngx_str_t *args, ngx_msec_t timeout,
     ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log);
+
+ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_command(
+    ngx_llm_cache_redis_server_t *server, const char *what, int argc,
+    const char **argv, const size_t *argvlen, ngx_msec_t timeout,
+    ngx_llm_cache_redis_reply_pt handler, void *data, ngx_log_t *log);
 
 
 #endif /* _NGX_LLM_CACHE_REDIS_H_INCLUDED_ */
