@@ -10,14 +10,17 @@ Prints "READY <port>" on stdout once it listens (--port 0 picks a free port).
 """
 
 import argparse
+import base64
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import select
 import signal
 import socket
+import struct
 import urllib.parse
 import sys
 import threading
@@ -446,6 +449,244 @@ def sleep_ms(ms):
         time.sleep(ms / 1000.0)
 
 
+# ------------------------------------------------------------- embedder ----
+
+EMBED_DEFAULT_DIMS = 64
+EMBED_MAX_DIMS = 16384
+EMBED_FAULTS = ("fail", "delay", "malformed", "wrong_dims")
+# lowercase text splits into tokens on anything not a letter or a digit
+EMBED_SPLIT_RE = re.compile(r"[\W_]+")
+
+
+class EmbedError(Exception):
+    pass
+
+
+def f32(x):
+    """x rounded to the nearest float32 (as a Python float)."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def f32_text(v):
+    """The shortest decimal that reads back as the float32 v (as the
+    OpenAI API prints them), always with a "." or an exponent."""
+    for p in range(1, 10):
+        s = "%.*g" % (p, v)
+        if f32(float(s)) == v:
+            break
+    if "." not in s and "e" not in s:
+        s += ".0"
+    return s
+
+
+def unit(v):
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v] if n > 0 else v
+
+
+def seeded_unit(seed, d):
+    """A unit vector drawn from the bytes of SHAKE-256(seed)."""
+    raw = hashlib.shake_256(seed.encode("utf-8")).digest(8 * d)
+    return unit([int.from_bytes(raw[8 * i:8 * i + 8], "big") / 2.0 ** 63 - 1
+                 for i in range(d)])
+
+
+def embed_tokens(text):
+    return [t for t in EMBED_SPLIT_RE.split(text.lower()) if t]
+
+
+def bag_of_words(text, d):
+    """Each token adds +-1 at the dimension its sha256 picks (first 4
+    bytes, big endian, mod d; the sign is bit 0 of byte 5: 1 is minus);
+    normalized.  Text without tokens counts as one token, itself."""
+    v = [0.0] * d
+    for tok in embed_tokens(text) or [text]:
+        h = hashlib.sha256(tok.encode("utf-8")).digest()
+        v[int.from_bytes(h[:4], "big") % d] += -1.0 if h[4] & 1 else 1.0
+    return unit(v)
+
+
+def cosine(a, b):
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(x * x for x in b))
+    if na == 0 or nb == 0:
+        return 0.0
+    return sum(x * y for x, y in zip(a, b)) / (na * nb)
+
+
+class Embedder:
+    """The fake embedder's state: the fixture table (text -> vector), the
+    default dimension, the pending fault, and the calls since the reset.
+
+    A table entry is ("vector", [floats]) (answered as set, whatever the
+    dimension asked), ("anchor", seed) (a seeded random unit vector) or
+    ("placed", anchor text, cos, seed): cos times the anchor's vector plus
+    sqrt(1 - cos^2) times a seeded unit vector orthogonal to it.  The last
+    two are computed at the dimension each call asks for, so a placed pair
+    has its cosine at every dimension."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.table = {}
+            self.dims = EMBED_DEFAULT_DIMS
+            self.fault = {}
+            self.fault_left = None
+            self.calls = 0
+            self.inputs = []
+
+    # -- vectors (callers hold the lock) ----------------------------------
+
+    def _vec(self, text, d, depth=0):
+        """The vector of `text` (stripped) at dimension d, as doubles."""
+        if depth > 1000:
+            raise EmbedError("placement chain too long")
+        entry = self.table.get(text.strip())
+        if entry is None:
+            return bag_of_words(text, d)
+        if entry[0] == "vector":
+            return list(entry[1])
+        if entry[0] == "anchor":
+            return seeded_unit(entry[1], d)
+        _, anchor, cos, seed = entry
+        a = unit(self._vec(anchor, d, depth + 1))
+        sin = math.sqrt(max(0.0, 1.0 - cos * cos))
+        if sin == 0.0:
+            return [cos * x for x in a]
+        u = orthogonal_unit(a, seed)
+        return [cos * x + sin * y for x, y in zip(a, u)]
+
+    def vector(self, text, d):
+        """The vector answered for `text` at dimension d, float32 values."""
+        with self.lock:
+            return [f32(x) for x in self._vec(text, d)]
+
+    # -- control endpoints -------------------------------------------------
+
+    def pair(self, a, b, cos, dims):
+        a, b = a.strip(), b.strip()
+        if not a or not b or a == b:
+            raise EmbedError("a and b must be two different non-empty texts")
+        if not -1.0 <= cos <= 1.0:
+            raise EmbedError("cos must be in [-1, 1]")
+        with self.lock:
+            t = a
+            while self.table.get(t, ("",))[0] == "placed":
+                t = self.table[t][1]
+                if t == b:
+                    raise EmbedError("a is placed relative to b")
+            entry = self.table.get(a)
+            if entry is None:
+                self.table[a] = ("anchor", "anchor\0" + a + "\0" + b)
+            seed = "ortho\0" + a + "\0" + b
+            if entry is not None and entry[0] == "vector":
+                # a fixed vector: b gets one of its dimension
+                va = unit(list(entry[1]))
+                if len(va) < 2:
+                    raise EmbedError("the vector of a has fewer than 2 values")
+                sin = math.sqrt(max(0.0, 1.0 - cos * cos))
+                u = orthogonal_unit(va, seed)
+                self.table[b] = ("vector", [cos * x + sin * y
+                                            for x, y in zip(va, u)])
+            else:
+                self.table[b] = ("placed", a, cos, seed)
+            d = dims or self.dims
+            return cosine([f32(x) for x in self._vec(a, d)],
+                          [f32(x) for x in self._vec(b, d)])
+
+    def set_vector(self, text, vec):
+        text = text.strip()
+        if not text:
+            raise EmbedError("text must be a non-empty string")
+        with self.lock:
+            self.table[text] = ("vector", [float(x) for x in vec])
+
+    def configure(self, query):
+        """/__embed/config: dims=N sets the default; any fault argument
+        replaces the pending fault (count=K: for the next K calls)."""
+        args = {k: v[-1] for k, v in query.items()}
+        for k in ("dims", "fail", "delay", "malformed", "wrong_dims", "count",
+                  "clear"):
+            if k in args:
+                try:
+                    args[k] = int(args[k])
+                except ValueError:
+                    raise EmbedError("%s must be an integer" % k)
+        if "dims" in args and not 1 <= args["dims"] <= EMBED_MAX_DIMS:
+            raise EmbedError("dims must be 1..%d" % EMBED_MAX_DIMS)
+        with self.lock:
+            if "dims" in args:
+                self.dims = args["dims"]
+            if args.get("clear"):
+                self.fault, self.fault_left = {}, None
+            if any(k in args for k in EMBED_FAULTS):
+                self.fault = {k: args[k] for k in EMBED_FAULTS
+                              if args.get(k)}
+                self.fault_left = args.get("count")
+                if self.fault_left is not None and self.fault_left <= 0:
+                    self.fault = {}
+
+    def take_call(self, texts):
+        """Counts one embedding call; returns (its fault, default dims)."""
+        with self.lock:
+            self.calls += 1
+            self.inputs.extend(texts)
+            fault = dict(self.fault)
+            if self.fault and self.fault_left is not None:
+                self.fault_left -= 1
+                if self.fault_left <= 0:
+                    self.fault, self.fault_left = {}, None
+            return fault, self.dims
+
+    def stats(self):
+        with self.lock:
+            lines = ["embed_calls=%d\n" % self.calls]
+            for t in self.inputs:
+                t = (t.replace("\\", "\\\\").replace("\n", "\\n")
+                     .replace("\r", "\\r"))
+                lines.append("input=%s\n" % t)
+            return "".join(lines).encode("utf-8")
+
+
+def orthogonal_unit(a, seed):
+    """A seeded unit vector orthogonal to the unit vector a."""
+    for i in range(100):
+        r = seeded_unit("%s\0%d" % (seed, i), len(a))
+        p = sum(x * y for x, y in zip(r, a))
+        u = [x - p * y for x, y in zip(r, a)]
+        # once more: what rounding left of a's direction
+        p = sum(x * y for x, y in zip(u, a))
+        u = [x - p * y for x, y in zip(u, a)]
+        n = math.sqrt(sum(x * x for x in u))
+        if n > 1e-6:
+            return [x / n for x in u]
+    raise EmbedError("no orthogonal vector found")
+
+
+def embed_reply(vectors, model, tokens, encoding):
+    items = []
+    for i, v in enumerate(vectors):
+        if encoding == "base64":
+            emb = '"%s"' % base64.b64encode(
+                struct.pack("<%df" % len(v), *v)).decode()
+        else:
+            emb = "[%s]" % ",".join(f32_text(x) for x in v)
+        items.append('{"object":"embedding","index":%d,"embedding":%s}'
+                     % (i, emb))
+    return ('{"object":"list","data":[%s],"model":%s,'
+            '"usage":{"prompt_tokens":%d,"total_tokens":%d}}'
+            % (",".join(items), json.dumps(model), tokens, tokens)).encode()
+
+
+def openai_error(status, message, etype):
+    return json.dumps({"error": {"message": message, "type": etype,
+                                 "param": None, "code": None}},
+                      separators=(",", ":")).encode()
+
+
 # -------------------------------------------------------------- handler ----
 
 class Handler(BaseHTTPRequestHandler):
@@ -540,15 +781,24 @@ class Handler(BaseHTTPRequestHandler):
             self.send_plain(400, b"bad request body\n")
             return
         path = self.path.split("?", 1)[0]
-        if path.startswith("/__"):
+        if path.startswith("/__embed/"):
+            self.embed_control(path, body)
+        elif path.startswith("/__"):
             self.control(path, body)
         else:
-            self.provider(path, body)
+            req = None
+            if self.command == "POST" and path.endswith("/embeddings"):
+                req = self.embedding_request(body)
+            if req is not None:
+                self.embedder(req)
+            else:
+                self.provider(path, body)
 
     def control(self, path, body):
         state = self.server.state
         if path == "/__reset":
             state.reset()
+            self.server.embedder.reset()
             self.send_plain(200, b"ok\n")
         elif path == "/__stats":
             calls, _ = state.snapshot()
@@ -700,6 +950,167 @@ class Handler(BaseHTTPRequestHandler):
             self.send_plain(200, b"ok\n")
         else:
             self.send_plain(404, b"unknown control endpoint\n")
+
+    # -- the fake embedder -------------------------------------------------
+
+    def embedding_request(self, body):
+        """The JSON object of an embeddings request the fake embedder
+        answers: one with "input", unless that input is the canned
+        request's (openai/embeddings-request.json keeps its canned answer,
+        counted in /__stats, as before the embedder)."""
+        try:
+            obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        if not isinstance(obj, dict) or "input" not in obj:
+            return None
+        canned = self.load_fixture("openai/embeddings-request.json")
+        try:
+            if canned and obj["input"] == json.loads(canned).get("input"):
+                return None
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            pass
+        return obj
+
+    def embedder(self, req):
+        """POST .../embeddings with "input": computed vectors.  X-Fake-*
+        headers are ignored (the module's subrequest inherits the client's
+        headers); faults come from /__embed/config and the URL's query."""
+        inp = req["input"]
+        texts = [inp] if isinstance(inp, str) else inp
+        if not isinstance(texts, list):
+            texts = [inp]
+        fault, dims = self.server.embedder.take_call(
+            [t if isinstance(t, str) else json.dumps(t) for t in texts])
+        query = urllib.parse.parse_qs(self.path.partition("?")[2])
+        for k in EMBED_FAULTS + ("dims",):
+            if k in query:
+                try:
+                    fault[k] = int(query[k][-1])
+                except ValueError:
+                    pass
+        if fault.get("dims"):
+            dims = fault["dims"]
+
+        sleep_ms(fault.get("delay"))
+        status = fault.get("fail")
+        if status:
+            data = self.load_fixture("openai/error-%d.json" % status)
+            if data is None:
+                data = openai_error(status, "fake embedder error %d" % status,
+                                    "server_error")
+            self.send_plain(status, data, "application/json")
+            return
+
+        if "dimensions" in req:
+            dims = req["dimensions"]
+        if not texts or not all(isinstance(t, str) and t for t in texts):
+            self.send_plain(400, openai_error(400,
+                "fake embedder: input must be a non-empty string or a "
+                "non-empty list of them", "invalid_request_error"),
+                "application/json")
+            return
+        if (type(dims) is not int or not 1 <= dims <= EMBED_MAX_DIMS):
+            self.send_plain(400, openai_error(400,
+                "fake embedder: dimensions must be an integer in 1..%d"
+                % EMBED_MAX_DIMS, "invalid_request_error"),
+                "application/json")
+            return
+        try:
+            vectors = [self.server.embedder.vector(t, dims) for t in texts]
+        except EmbedError as e:
+            self.send_plain(500, openai_error(500, "fake embedder: %s" % e,
+                                              "server_error"),
+                            "application/json")
+            return
+        if fault.get("wrong_dims"):
+            vectors = [v + [0.0] for v in vectors]
+        model = req.get("model")
+        if not isinstance(model, str):
+            model = "fake-embed"
+        tokens = sum(max(1, len(embed_tokens(t))) for t in texts)
+        data = embed_reply(vectors, model, tokens,
+                           req.get("encoding_format"))
+        if fault.get("malformed"):
+            data = data[:len(data) // 2]
+        self.send_plain(200, data, "application/json")
+
+    def embed_control(self, path, body):
+        """/__embed/pair, /vector, /config, /stats, /cosine."""
+        emb = self.server.embedder
+        query = urllib.parse.parse_qs(self.path.partition("?")[2],
+                                      keep_blank_values=True)
+        args = {k: v[-1] for k, v in query.items()}
+        if self.command == "POST" and body.strip():
+            try:
+                obj = json.loads(body)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
+                self.send_plain(400, ("bad JSON body: %s\n" % e).encode())
+                return
+            args.update(obj)
+        try:
+            if path == "/__embed/pair":
+                a, b, cos = args.get("a"), args.get("b"), args.get("cos")
+                if not isinstance(a, str) or not isinstance(b, str):
+                    raise EmbedError("want a and b (texts) and cos")
+                try:
+                    cos = float(cos)
+                    dims = int(args.get("dims") or 0)
+                except (TypeError, ValueError):
+                    raise EmbedError("cos must be a number, dims an integer")
+                if dims and not 2 <= dims <= EMBED_MAX_DIMS:
+                    raise EmbedError("dims must be 2..%d" % EMBED_MAX_DIMS)
+                got = emb.pair(a, b, cos, dims)
+                self.send_plain(200, b"pair cos=%.6f\n" % got)
+            elif path == "/__embed/vector" and self.command == "POST":
+                text, vec = args.get("text"), args.get("vector")
+                if (not isinstance(text, str) or not isinstance(vec, list)
+                        or not vec
+                        or not all(type(x) in (int, float) for x in vec)):
+                    raise EmbedError("want text (a string) and vector "
+                                     "(a list of numbers)")
+                emb.set_vector(text, vec)
+                self.send_plain(200, b"ok\n")
+            elif path == "/__embed/vector":
+                text = args.get("text")
+                if not isinstance(text, str):
+                    raise EmbedError("want text")
+                v = emb.vector(text, self.embed_dims(args))
+                self.send_plain(200, ("[%s]\n" % ",".join(
+                    f32_text(x) for x in v)).encode())
+            elif path == "/__embed/cosine":
+                a, b = args.get("a"), args.get("b")
+                if not isinstance(a, str) or not isinstance(b, str):
+                    raise EmbedError("want a and b")
+                d = self.embed_dims(args)
+                va, vb = emb.vector(a, d), emb.vector(b, d)
+                if len(va) != len(vb):
+                    raise EmbedError("dimensions differ: %d and %d"
+                                     % (len(va), len(vb)))
+                self.send_plain(200, b"cos=%.6f\n" % cosine(va, vb))
+            elif path == "/__embed/config":
+                emb.configure({k: [str(v)] for k, v in args.items()})
+                self.send_plain(200, b"ok\n")
+            elif path == "/__embed/stats":
+                self.send_plain(200, emb.stats())
+            else:
+                self.send_plain(404, b"unknown control endpoint\n")
+        except EmbedError as e:
+            self.send_plain(400, ("%s\n" % e).encode())
+
+    def embed_dims(self, args):
+        if "dims" not in args:
+            with self.server.embedder.lock:
+                return self.server.embedder.dims
+        try:
+            d = int(args["dims"])
+        except (TypeError, ValueError):
+            raise EmbedError("dims must be an integer")
+        if not 1 <= d <= EMBED_MAX_DIMS:
+            raise EmbedError("dims must be 1..%d" % EMBED_MAX_DIMS)
+        return d
 
     def fire(self, body):
         """POST /__fire?n=N&gap=MS&path=P[&serial=1]: N clients send this
@@ -1054,6 +1465,7 @@ def main():
 
     server = Server((args.host, args.port), Handler)
     server.state = State()
+    server.embedder = Embedder()
     server.fixtures = args.fixtures
     server.redis_host = args.redis_host
     server.redis_port = args.redis_port
