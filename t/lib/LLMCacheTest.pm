@@ -21,7 +21,9 @@ package LLMCacheTest;
 #     added to http_config and the introspection locations to config; a
 #     block using llm_cache_pass also gets `llm_cache_redis` for the test
 #     Redis, and with `llm_cache_pass /_llm` an internal /_llm/ location
-#     that passes to the provider (each unless the block has its own).
+#     that passes to the provider (each unless the block has its own);
+#     with `llm_cache_semantic_embed /_embed`, an internal /_embed location
+#     that passes to the fake embedder (/v1/embeddings), likewise.
 # Both children are stopped when the test file ends.
 #
 # Helpers for blocks (fully qualified): LLMCacheTest::fixture($path),
@@ -418,6 +420,7 @@ my $LOCATIONS = <<'_EOC_';
         location = /__last       { proxy_pass http://llm_provider/__last; }
         location ^~ /__redis/    { proxy_pass http://llm_provider; }
         location = /__sleep      { proxy_pass http://llm_provider; }
+        location ^~ /__embed/    { proxy_pass http://llm_provider; }
         location = /__error_log  { alias logs/error.log; default_type text/plain; }
         location = /__outage {
             proxy_set_header X-Fire-Port $server_port;
@@ -442,6 +445,19 @@ my $PASS_LOCATION = <<'_EOC_';
             proxy_pass http://llm_provider;
             proxy_http_version 1.1;
             proxy_buffering off;
+        }
+_EOC_
+
+# For blocks that say `llm_cache_semantic_embed /_embed`: the internal
+# location that passes to the fake embedder, unless the block has its own.
+my $EMBED_LOCATION = <<'_EOC_';
+
+        location = /_embed {
+            internal;
+            proxy_pass http://llm_provider/v1/embeddings;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            subrequest_output_buffer_size 64k;
         }
 _EOC_
 
@@ -492,6 +508,11 @@ sub _preprocess {
         && $all !~ m{\blocation\s+(?:[=~^*]+\s*)?/_llm\b})
     {
         $pass_location = $PASS_LOCATION;
+    }
+    if ($all =~ m{\bllm_cache_semantic_embed\s+/_embed\s*;}
+        && $all !~ m{\blocation\s+(?:[=~^*]+\s*)?/_embed\b})
+    {
+        $pass_location .= $EMBED_LOCATION;
     }
 
     # a worker crash or a leak report is a failure, not a warning
