@@ -31,7 +31,7 @@ sub bow {
     my ($text, $d) = @_;
     my @v = (0) x $d;
     my @tokens = grep { length } split /[\W_]+/, lc $text;
-    for my $t (@tokens ? @tokens : ($text)) {
+    for my $t (@tokens ? @tokens : ($text =~ s/^\s+|\s+$//gr)) {
         my $h = Digest::SHA::sha256($t);
         $v[unpack('N', $h) % $d] += (ord(substr($h, 4, 1)) & 1) ? -1 : 1;
     }
@@ -131,7 +131,7 @@ __DATA__
  "POST /_embed_test\n{\"input\":\"$::fox\",\"model\":\"m\",\"dimensions\":16}",
  "POST /_embed_test\n{\"input\":\"Refunds: 5 business days, not 10.\"}",
  "POST /_embed_test\n{\"input\":\"Refunds: 5 business days, not 10.\",\"encoding_format\":\"base64\"}",
- "POST /_embed_test\n{\"input\":\"?!\"}"]
+ "POST /_embed_test\n{\"input\":\" ?! \"}"]
 --- response_body eval
 [::reply('m', 9, 0, ::bow($::fox, 16)),
  ::reply('m', 9, 1, ::bow($::fox, 16)),

@@ -498,9 +498,10 @@ def embed_tokens(text):
 def bag_of_words(text, d):
     """Each token adds +-1 at the dimension its sha256 picks (first 4
     bytes, big endian, mod d; the sign is bit 0 of byte 5: 1 is minus);
-    normalized.  Text without tokens counts as one token, itself."""
+    normalized.  Text without tokens counts as one token, itself
+    (stripped)."""
     v = [0.0] * d
-    for tok in embed_tokens(text) or [text]:
+    for tok in embed_tokens(text) or [text.strip()]:
         h = hashlib.sha256(tok.encode("utf-8")).digest()
         v[int.from_bytes(h[:4], "big") % d] += -1.0 if h[4] & 1 else 1.0
     return unit(v)
