@@ -47,7 +47,8 @@ static ngx_str_t  ngx_llm_cache_status_names[] = {
     ngx_string("HIT_WAITED"),
     ngx_string("MISS_WAITED"),
     ngx_string("STALE"),
-    ngx_string("PURGE")
+    ngx_string("PURGE"),
+    ngx_string("HIT_SEMANTIC")
 };
 
 
@@ -114,6 +115,10 @@ ngx_llm_cache_header_filter(ngx_http_request_t *r)
     }
 
     ctx = ngx_llm_cache_get_ctx(r);
+
+    if (ctx && ctx->sem && ngx_llm_cache_semantic_is_embed(r, ctx)) {
+        return ngx_llm_cache_semantic_header_filter(r, ctx);
+    }
 
     if (ctx == NULL || r != ctx->sr) {
         return ngx_http_next_header_filter(r);
@@ -420,6 +425,11 @@ ngx_llm_cache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     ctx = ngx_llm_cache_get_ctx(r);
+
+    if (ctx && ctx->sem && ngx_llm_cache_semantic_is_embed(r, ctx)) {
+        /* the embedder's reply is read, never sent */
+        return ngx_llm_cache_semantic_body_filter(r, ctx, in);
+    }
 
     if (ctx == NULL || r != ctx->sr) {
         return ngx_http_next_body_filter(r, in);

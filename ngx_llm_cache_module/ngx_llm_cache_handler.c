@@ -26,9 +26,6 @@ static void ngx_llm_cache_lookup(ngx_http_request_t *r,
 static void ngx_llm_cache_cleanup(void *data);
 static ngx_uint_t ngx_llm_cache_expired(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *value);
-static ngx_int_t ngx_llm_cache_send_entry(ngx_http_request_t *r,
-    ngx_llm_cache_ctx_t *ctx, ngx_str_t *value,
-    ngx_llm_cache_status_e status);
 static void ngx_llm_cache_pass(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_status_e status,
     ngx_uint_t capture);
@@ -266,6 +263,12 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
 
     case NGX_DECLINED:
 
+        /* a paraphrase's entry, before the provider; it comes back here */
+
+        if (ctx->sem && ngx_llm_cache_semantic_search(r, ctx) == NGX_DONE) {
+            break;
+        }
+
         /* a miss not to be stored makes nobody wait for it */
 
         if (lcf->lock && !ctx->no_store
@@ -327,6 +330,10 @@ ngx_llm_cache_cleanup(void *data)
         ctx->op = NULL;
     }
 
+    if (ctx->sem) {
+        ngx_llm_cache_semantic_cleanup(ctx);
+    }
+
     /* nothing was stored: let a waiter take over at once */
     ngx_llm_cache_lock_cleanup(ctx);
 }
@@ -382,7 +389,7 @@ ngx_llm_cache_expired(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
 
 /* a hit: the stored status, content type and body, with Age */
 
-static ngx_int_t
+ngx_int_t
 ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     ngx_str_t *value, ngx_llm_cache_status_e cache_status)
 {
@@ -522,6 +529,11 @@ ngx_llm_cache_pass(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     if (ctx->capture) {
         /* the body filter copies memory buffers, never file ones */
         sr->filter_need_in_memory = 1;
+
+        if (ctx->sem) {
+            /* its vector, if the search did not get one, meanwhile */
+            ngx_llm_cache_semantic_passed(r, ctx);
+        }
     }
 
     r->write_event_handler = ngx_http_request_empty_handler;

@@ -52,6 +52,7 @@ struct ngx_llm_cache_json_s {
     ngx_llm_cache_json_t          *last;
     ngx_llm_cache_json_t          *next;
     ngx_uint_t                     nchildren;
+    unsigned                       hidden:1;   /* written as null */
 };
 
 
@@ -818,6 +819,11 @@ ngx_llm_cache_json_emit(ngx_llm_cache_json_emit_t *e,
     ngx_int_t              rc;
     ngx_llm_cache_json_t  *child;
 
+    if (node->hidden) {
+        e->write(e->data, (u_char *) "null", 4);
+        return NGX_OK;
+    }
+
     switch (node->type) {
 
     case NGX_LLM_CACHE_JSON_NULL:
@@ -1133,6 +1139,87 @@ ngx_llm_cache_json_get_string(ngx_llm_cache_json_t *object, char *name,
     }
 
     return NGX_DECLINED;
+}
+
+
+/* the semantic layer reads the messages (ngx_llm_cache_semantic.c) */
+
+ngx_llm_cache_json_t *
+ngx_llm_cache_json_member(ngx_llm_cache_json_t *object, char *name)
+{
+    size_t                 len;
+    ngx_llm_cache_json_t  *child;
+
+    if (object == NULL || object->type != NGX_LLM_CACHE_JSON_OBJECT) {
+        return NULL;
+    }
+
+    len = ngx_strlen(name);
+
+    for (child = object->child; child; child = child->next) {
+        if (child->name.len == len
+            && ngx_strncmp(child->name.data, name, len) == 0)
+        {
+            return child;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_llm_cache_json_t *
+ngx_llm_cache_json_first(ngx_llm_cache_json_t *array)
+{
+    if (array == NULL || array->type != NGX_LLM_CACHE_JSON_ARRAY) {
+        return NULL;
+    }
+
+    return array->child;
+}
+
+
+ngx_llm_cache_json_t *
+ngx_llm_cache_json_last(ngx_llm_cache_json_t *array)
+{
+    if (array == NULL || array->type != NGX_LLM_CACHE_JSON_ARRAY) {
+        return NULL;
+    }
+
+    return array->last;
+}
+
+
+ngx_llm_cache_json_t *
+ngx_llm_cache_json_next(ngx_llm_cache_json_t *node)
+{
+    return node->next;
+}
+
+
+/* a string's value, unescaped; a canonical number's ("1e0") */
+
+ngx_int_t
+ngx_llm_cache_json_value(ngx_llm_cache_json_t *node, ngx_uint_t number,
+    ngx_str_t *value)
+{
+    if (node == NULL
+        || node->type != (number ? NGX_LLM_CACHE_JSON_NUMBER
+                                 : NGX_LLM_CACHE_JSON_STRING))
+    {
+        return NGX_DECLINED;
+    }
+
+    *value = node->value;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_llm_cache_json_hide(ngx_llm_cache_json_t *node, ngx_uint_t hide)
+{
+    node->hidden = hide ? 1 : 0;
 }
 
 

@@ -56,6 +56,15 @@ ngx_int_t ngx_llm_cache_json_is_object(ngx_llm_cache_json_t *root);
 ngx_int_t ngx_llm_cache_json_get_string(ngx_llm_cache_json_t *object,
     char *name, ngx_str_t *value);
 
+ngx_llm_cache_json_t *ngx_llm_cache_json_member(
+    ngx_llm_cache_json_t *object, char *name);
+ngx_llm_cache_json_t *ngx_llm_cache_json_first(ngx_llm_cache_json_t *array);
+ngx_llm_cache_json_t *ngx_llm_cache_json_last(ngx_llm_cache_json_t *array);
+ngx_llm_cache_json_t *ngx_llm_cache_json_next(ngx_llm_cache_json_t *node);
+ngx_int_t ngx_llm_cache_json_value(ngx_llm_cache_json_t *node,
+    ngx_uint_t number, ngx_str_t *value);
+void ngx_llm_cache_json_hide(ngx_llm_cache_json_t *node, ngx_uint_t hide);
+
 ngx_int_t ngx_llm_cache_json_exclude_add(ngx_pool_t *pool,
     ngx_array_t *exclude, ngx_str_t *path);
 

@@ -45,6 +45,9 @@ static ngx_int_t ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
 static ngx_uint_t ngx_llm_cache_hash_headers(ngx_http_request_t *r,
     ngx_llm_cache_hash_t *h, ngx_str_t *names);
 static ngx_int_t ngx_llm_cache_short_digest(u_char *out, ngx_str_t *value);
+static ngx_int_t ngx_llm_cache_request_digest(ngx_http_request_t *r,
+    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_json_t *root,
+    ngx_str_t *identity, u_char *digest, unsigned int *n, ngx_str_t *error);
 
 
 static ngx_str_t  ngx_llm_cache_credential_headers[] = {
@@ -89,7 +92,6 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     ngx_int_t                     rc;
     ngx_str_t                     ns;
     unsigned int                  n;
-    ngx_llm_cache_hash_t         *h;
     ngx_llm_cache_json_t         *root;
     ngx_llm_cache_loc_conf_t     *lcf;
     ngx_llm_cache_json_parser_t  *parser;
@@ -130,6 +132,60 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     }
 
     (void) ngx_llm_cache_json_get_string(root, "model", &ctx->model);
+
+    rc = ngx_llm_cache_request_digest(r, lcf, root, NULL, digest, &n, error);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /*
+     * <prefix>v2:<namespace id>:<model id>:<hash>: a purge finds all
+     * entries of a namespace or of a model with one SCAN pattern
+     */
+
+    rc = ngx_llm_cache_namespace_id(r, &ns, error);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->key.len = lcf->key_prefix.len + sizeof(NGX_LLM_CACHE_FORMAT_VERSION)
+                   + ns.len + 1 + NGX_LLM_CACHE_ID_LEN + 1 + 2 * n;
+    ctx->key.data = ngx_pnalloc(r->pool, ctx->key.len);
+    if (ctx->key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->key.data, lcf->key_prefix.data, lcf->key_prefix.len);
+    p = ngx_cpymem(p, NGX_LLM_CACHE_FORMAT_VERSION ":",
+                   sizeof(NGX_LLM_CACHE_FORMAT_VERSION));
+    p = ngx_cpymem(p, ns.data, ns.len);
+    *p++ = ':';
+    p = ngx_llm_cache_model_id(p, &ctx->model);
+    *p++ = ':';
+    p = ngx_hex_dump(p, digest, n);
+
+    ctx->key.len = p - ctx->key.data;
+
+    if (lcf->semantic.mode != NGX_LLM_CACHE_SEMANTIC_OFF) {
+        return ngx_llm_cache_semantic_prepare(r, ctx, root);
+    }
+
+    return NGX_OK;
+}
+
+/*
+ * SHA-256 over the version, namespace, provider, path, arguments, version
+ * headers and canonical body; with identity, the semantic partition
+ * (the caller has hidden the embedded text in the tree)
+ */
+
+static ngx_int_t
+ngx_llm_cache_request_digest(ngx_http_request_t *r,
+    ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_json_t *root,
+    ngx_str_t *identity, u_char *digest, unsigned int *n, ngx_str_t *error)
+{
+    ngx_int_t              rc;
+    ngx_llm_cache_hash_t  *h;
 
     h = ngx_palloc(r->pool, sizeof(ngx_llm_cache_hash_t));
     if (h == NULL) {
@@ -175,6 +231,11 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
         (void) ngx_llm_cache_hash_headers(r, h,
                                           ngx_llm_cache_version_headers);
 
+        if (identity) {
+            /* the semantic partition: its embedder, then the body */
+            ngx_llm_cache_hash_field(h, "semantic", identity);
+        }
+
         ngx_llm_cache_hash_write(h, (u_char *) "body=", 5);
 
         rc = ngx_llm_cache_json_canonicalize(r->pool, root, &lcf->json,
@@ -187,47 +248,31 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
             (void) EVP_DigestUpdate(h->md, h->buf, h->len);
         }
 
-        if (EVP_DigestFinal_ex(h->md, digest, &n) != 1) {
+        if (EVP_DigestFinal_ex(h->md, digest, n) != 1) {
             rc = NGX_ERROR;
         }
     }
 
     EVP_MD_CTX_free(h->md);
 
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    /*
-     * <prefix>v2:<namespace id>:<model id>:<hash>: a purge finds all
-     * entries of a namespace or of a model with one SCAN pattern
-     */
-
-    rc = ngx_llm_cache_namespace_id(r, &ns, error);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    ctx->key.len = lcf->key_prefix.len + sizeof(NGX_LLM_CACHE_FORMAT_VERSION)
-                   + ns.len + 1 + NGX_LLM_CACHE_ID_LEN + 1 + 2 * n;
-    ctx->key.data = ngx_pnalloc(r->pool, ctx->key.len);
-    if (ctx->key.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(ctx->key.data, lcf->key_prefix.data, lcf->key_prefix.len);
-    p = ngx_cpymem(p, NGX_LLM_CACHE_FORMAT_VERSION ":",
-                   sizeof(NGX_LLM_CACHE_FORMAT_VERSION));
-    p = ngx_cpymem(p, ns.data, ns.len);
-    *p++ = ':';
-    p = ngx_llm_cache_model_id(p, &ctx->model);
-    *p++ = ':';
-    p = ngx_hex_dump(p, digest, n);
-
-    ctx->key.len = p - ctx->key.data;
-
-    return NGX_OK;
+    return rc;
 }
+
+
+ngx_int_t
+ngx_llm_cache_partition_digest(ngx_http_request_t *r,
+    ngx_llm_cache_json_t *root, ngx_str_t *identity, u_char *digest,
+    ngx_str_t *error)
+{
+    unsigned int               n;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    return ngx_llm_cache_request_digest(r, lcf, root, identity, digest, &n,
+                                        error);
+}
+
 
 
 /*

@@ -25,7 +25,10 @@
 
 
 #define NGX_LLM_CACHE_METRICS_LABEL     64
-#define NGX_LLM_CACHE_METRICS_STATUSES  9
+#define NGX_LLM_CACHE_METRICS_STATUSES  10
+
+/* by ngx_llm_cache_sem_status_e, NONE unused */
+#define NGX_LLM_CACHE_METRICS_SEMANTIC  7
 
 /* slots after the named models: "other", and requests with no model */
 #define NGX_LLM_CACHE_METRICS_OTHER     NGX_LLM_CACHE_METRICS_MAX_MODELS
@@ -87,6 +90,9 @@ typedef struct {
 
     /* by NGX_LLM_CACHE_STORED or the reason an answer was not stored */
     ngx_atomic_t                   store[NGX_LLM_CACHE_STORE_RESULTS];
+
+    /* the semantic layer's look-ups, by outcome */
+    ngx_atomic_t                   semantic[NGX_LLM_CACHE_METRICS_SEMANTIC];
 
     /* with llm_cache_lock: requests that waited on another's miss */
     ngx_atomic_t                   lock_waits;
@@ -166,7 +172,19 @@ static ngx_str_t  ngx_llm_cache_metrics_status[] = {
     ngx_string("HIT_WAITED"),
     ngx_string("MISS_WAITED"),
     ngx_string("STALE"),
-    ngx_string("PURGE")
+    ngx_string("PURGE"),
+    ngx_string("HIT_SEMANTIC")
+};
+
+
+static char  *ngx_llm_cache_metrics_semantic[] = {
+    NULL,
+    "bypass",
+    "miss",
+    "hit",
+    "guard",
+    "error",
+    "shadow_hit"
 };
 
 
@@ -293,6 +311,12 @@ ngx_llm_cache_metrics_request(ngx_llm_cache_ctx_t *ctx)
                                     : ngx_current_msec - ctx->wait_start);
     }
 
+    if (ctx->sem && ngx_llm_cache_semantic_outcome(ctx) != 0) {
+        (void) ngx_atomic_fetch_add(
+                          &shm->semantic[ngx_llm_cache_semantic_outcome(ctx)],
+                          1);
+    }
+
     if (ctx->status == NGX_LLM_CACHE_STATUS_NONE
         || ctx->status >= NGX_LLM_CACHE_METRICS_STATUSES)
     {
@@ -307,7 +331,8 @@ ngx_llm_cache_metrics_request(ngx_llm_cache_ctx_t *ctx)
     (void) ngx_atomic_fetch_add(&shm->slot[i].requests[ctx->status], 1);
 
     if (ctx->status != NGX_LLM_CACHE_STATUS_HIT
-        && ctx->status != NGX_LLM_CACHE_STATUS_HIT_WAITED)
+        && ctx->status != NGX_LLM_CACHE_STATUS_HIT_WAITED
+        && ctx->status != NGX_LLM_CACHE_STATUS_HIT_SEMANTIC)
     {
         return;
     }
@@ -1129,6 +1154,17 @@ ngx_llm_cache_metrics_prometheus(u_char *p, ngx_llm_cache_metrics_out_t *out)
                         v / 1000, v % 1000);
     }
 
+    p = ngx_llm_cache_metrics_help(p, "llm_cache_semantic_total",
+                                   "Semantic look-ups after an exact miss, "
+                                   "by result (guard: the nearest entry was "
+                                   "refused by a guard).", "counter");
+
+    for (s = 1; s < NGX_LLM_CACHE_METRICS_SEMANTIC; s++) {
+        p = ngx_sprintf(p, "llm_cache_semantic_total{result=\"%s\"} %uA\n",
+                        ngx_llm_cache_metrics_semantic[s],
+                        out->shm->semantic[s]);
+    }
+
     p = ngx_llm_cache_metrics_help(p, "llm_cache_stores_total",
                                    "Provider answers sent to Redis to be "
                                    "stored.", "counter");
@@ -1370,6 +1406,14 @@ ngx_llm_cache_metrics_json(u_char *p, ngx_llm_cache_metrics_out_t *out)
                         s == NGX_LLM_CACHE_NOT_STORED_STATUS ? "" : ",",
                         ngx_llm_cache_metrics_not_stored[s],
                         out->shm->store[s]);
+    }
+
+    p = ngx_cpymem(p, "},\"semantic\":{", sizeof("},\"semantic\":{") - 1);
+
+    for (s = 1; s < NGX_LLM_CACHE_METRICS_SEMANTIC; s++) {
+        p = ngx_sprintf(p, "%s\"%s\":%uA", s == 1 ? "" : ",",
+                        ngx_llm_cache_metrics_semantic[s],
+                        out->shm->semantic[s]);
     }
 
     v = out->shm->lock_wait_ms;

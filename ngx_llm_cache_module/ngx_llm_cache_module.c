@@ -69,6 +69,24 @@ static ngx_conf_enum_t  ngx_llm_cache_invalid_json[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_llm_cache_semantic_modes[] = {
+    { ngx_string("off"), NGX_LLM_CACHE_SEMANTIC_OFF },
+    { ngx_string("on"), NGX_LLM_CACHE_SEMANTIC_ON },
+    { ngx_string("shadow"), NGX_LLM_CACHE_SEMANTIC_SHADOW },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_bitmask_t  ngx_llm_cache_semantic_guards[] = {
+    { ngx_string("off"), NGX_LLM_CACHE_SEM_GUARD_OFF },
+    { ngx_string("numbers"), NGX_LLM_CACHE_SEM_GUARD_NUMBERS },
+    { ngx_string("negation"), NGX_LLM_CACHE_SEM_GUARD_NEGATION },
+    { ngx_string("entities"), NGX_LLM_CACHE_SEM_GUARD_ENTITIES },
+    { ngx_string("strict"), NGX_LLM_CACHE_SEM_GUARD_STRICT },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_llm_cache_commands[] = {
 
     { ngx_string("llm_cache_pass"),
@@ -239,6 +257,76 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       offsetof(ngx_llm_cache_main_conf_t, metrics_models),
       &ngx_llm_cache_metrics_models_post },
 
+    { ngx_string("llm_cache_semantic"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.mode),
+      &ngx_llm_cache_semantic_modes },
+
+    { ngx_string("llm_cache_semantic_embed"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.embed),
+      NULL },
+
+    { ngx_string("llm_cache_semantic_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.model),
+      NULL },
+
+    { ngx_string("llm_cache_semantic_dimensions"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.dimensions),
+      NULL },
+
+    { ngx_string("llm_cache_semantic_threshold"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_llm_cache_semantic_threshold_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache_semantic_guard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.guards),
+      &ngx_llm_cache_semantic_guards },
+
+    { ngx_string("llm_cache_semantic_max_entries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.max_entries),
+      NULL },
+
+    { ngx_string("llm_cache_semantic_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.ttl),
+      NULL },
+
+    { ngx_string("llm_cache_semantic_max_input"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.max_input),
+      NULL },
+
+    { ngx_string("llm_cache_semantic_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, semantic.timeout),
+      &ngx_llm_cache_redis_timeout_post },
+
     { ngx_string("llm_cache_price"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
       ngx_llm_cache_price_directive,
@@ -388,6 +476,14 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->invalid_json = NGX_CONF_UNSET_UINT;
     conf->stale_ttl = NGX_CONF_UNSET;
 
+    conf->semantic.mode = NGX_CONF_UNSET_UINT;
+    conf->semantic.dimensions = NGX_CONF_UNSET_UINT;
+    conf->semantic.threshold = NGX_CONF_UNSET_UINT;
+    conf->semantic.max_entries = NGX_CONF_UNSET_UINT;
+    conf->semantic.ttl = NGX_CONF_UNSET;
+    conf->semantic.max_input = NGX_CONF_UNSET_SIZE;
+    conf->semantic.timeout = NGX_CONF_UNSET_MSEC;
+
     return conf;
 }
 
@@ -492,6 +588,10 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"llm_cache_lock_timeout\" must be more than 0 "
                            "with \"llm_cache_lock on\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_llm_cache_semantic_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -16,6 +16,7 @@
 #include "ngx_llm_cache_redis.h"
 #include "ngx_llm_cache_json.h"
 #include "ngx_llm_cache_sse.h"
+#include "ngx_llm_cache_semantic.h"
 
 
 /* the version of the key derivation and of the stored entry format */
@@ -36,8 +37,27 @@ typedef enum {
     NGX_LLM_CACHE_STATUS_HIT_WAITED,
     NGX_LLM_CACHE_STATUS_MISS_WAITED,
     NGX_LLM_CACHE_STATUS_STALE,
-    NGX_LLM_CACHE_STATUS_PURGE
+    NGX_LLM_CACHE_STATUS_PURGE,
+    NGX_LLM_CACHE_STATUS_HIT_SEMANTIC
 } ngx_llm_cache_status_e;
+
+
+/* llm_cache_semantic */
+#define NGX_LLM_CACHE_SEMANTIC_OFF      0
+#define NGX_LLM_CACHE_SEMANTIC_ON       1
+#define NGX_LLM_CACHE_SEMANTIC_SHADOW   2
+
+
+/* $llm_cache_semantic_status */
+typedef enum {
+    NGX_LLM_CACHE_SEM_NONE = 0,     /* off, or an exact hit */
+    NGX_LLM_CACHE_SEM_BYPASS,       /* not a request it takes */
+    NGX_LLM_CACHE_SEM_MISS,
+    NGX_LLM_CACHE_SEM_HIT,
+    NGX_LLM_CACHE_SEM_GUARD,        /* the nearest was refused by a guard */
+    NGX_LLM_CACHE_SEM_ERROR,        /* embedder or Redis failed: exact only */
+    NGX_LLM_CACHE_SEM_SHADOW_HIT    /* would have been a hit */
+} ngx_llm_cache_sem_status_e;
 
 
 /* llm_cache_invalid_json */
@@ -72,6 +92,24 @@ typedef enum {
 
 /* llm_cache_metrics_models at most */
 #define NGX_LLM_CACHE_METRICS_MAX_MODELS  256
+
+
+typedef struct {
+    ngx_uint_t                     mode;          /* llm_cache_semantic */
+    ngx_str_t                      embed;         /* the location's URI */
+    ngx_str_t                      model;
+    ngx_uint_t                     dimensions;    /* 0: the embedder's */
+    ngx_uint_t                     threshold;     /* similarity x 10000 */
+    ngx_uint_t                     guards;        /* bitmask */
+    ngx_uint_t                     max_entries;   /* per partition */
+    time_t                         ttl;           /* 0: the exact TTL */
+    size_t                         max_input;
+    ngx_msec_t                     timeout;
+    ngx_str_t                      identity;      /* in the partition */
+} ngx_llm_cache_semantic_conf_t;
+
+
+typedef struct ngx_llm_cache_sem_ctx_s  ngx_llm_cache_sem_ctx_t;
 
 
 /* llm_cache_price */
@@ -125,6 +163,8 @@ typedef struct {
 
     ngx_uint_t                     use_stale;     /* NGX_HTTP_UPSTREAM_FT_* */
     time_t                         stale_ttl;
+
+    ngx_llm_cache_semantic_conf_t  semantic;
 } ngx_llm_cache_loc_conf_t;
 
 
@@ -171,6 +211,10 @@ typedef struct {
 
     ngx_llm_cache_usage_t          usage;         /* of a hit, or stored */
     ngx_uint_t                     store_result;  /* NGX_LLM_CACHE_STORED */
+    time_t                         stored_ttl;
+
+    /* the semantic layer, for a request it takes (ngx_llm_cache_semantic.c) */
+    ngx_llm_cache_sem_ctx_t       *sem;
 
     /* an expired entry, answered if the provider fails (use_stale) */
     ngx_str_t                      stale;
@@ -205,6 +249,34 @@ ngx_llm_cache_ctx_t *ngx_llm_cache_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_llm_cache_rewrite_handler(ngx_http_request_t *r);
 void ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value);
 
+ngx_int_t ngx_llm_cache_send_entry(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_str_t *value,
+    ngx_llm_cache_status_e cache_status);
+
+/* ngx_llm_cache_semantic.c */
+ngx_int_t ngx_llm_cache_semantic_prepare(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_json_t *root);
+ngx_int_t ngx_llm_cache_semantic_search(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_semantic_passed(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_semantic_stored(ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_semantic_cleanup(ngx_llm_cache_ctx_t *ctx);
+ngx_int_t ngx_llm_cache_semantic_header_filter(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
+ngx_int_t ngx_llm_cache_semantic_body_filter(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_chain_t *in);
+ngx_uint_t ngx_llm_cache_semantic_is_embed(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx);
+ngx_str_t *ngx_llm_cache_semantic_status_name(ngx_llm_cache_ctx_t *ctx);
+ngx_uint_t ngx_llm_cache_semantic_outcome(ngx_llm_cache_ctx_t *ctx);
+ngx_int_t ngx_llm_cache_semantic_similarity(ngx_llm_cache_ctx_t *ctx,
+    u_char *buf);
+char *ngx_llm_cache_semantic_threshold_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_llm_cache_semantic_merge(ngx_conf_t *cf,
+    ngx_llm_cache_loc_conf_t *prev, ngx_llm_cache_loc_conf_t *conf);
+
 /* ngx_llm_cache_control.c */
 ngx_int_t ngx_llm_cache_controls(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
@@ -223,6 +295,9 @@ ngx_int_t ngx_llm_cache_purge(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
 ngx_int_t ngx_llm_cache_build_key(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *error);
+ngx_int_t ngx_llm_cache_partition_digest(ngx_http_request_t *r,
+    ngx_llm_cache_json_t *root, ngx_str_t *identity, u_char *digest,
+    ngx_str_t *error);
 
 /* ngx_llm_cache_filter.c */
 ngx_int_t ngx_llm_cache_filter_init(ngx_conf_t *cf);

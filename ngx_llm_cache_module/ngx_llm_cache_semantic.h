@@ -40,12 +40,12 @@
 #define NGX_LLM_CACHE_SEM_VERSION       "s1"
 
 
-/* llm_cache_semantic_guard (a bitmask) */
-#define NGX_LLM_CACHE_SEM_GUARD_OFF        0x0001
-#define NGX_LLM_CACHE_SEM_GUARD_NUMBERS    0x0002
-#define NGX_LLM_CACHE_SEM_GUARD_NEGATION   0x0004
-#define NGX_LLM_CACHE_SEM_GUARD_ENTITIES   0x0008
-#define NGX_LLM_CACHE_SEM_GUARD_STRICT     0x0010
+/* llm_cache_semantic_guard (a bitmask; 0x0001 is NGX_CONF_BITMASK_SET) */
+#define NGX_LLM_CACHE_SEM_GUARD_OFF        0x0002
+#define NGX_LLM_CACHE_SEM_GUARD_NUMBERS    0x0004
+#define NGX_LLM_CACHE_SEM_GUARD_NEGATION   0x0008
+#define NGX_LLM_CACHE_SEM_GUARD_ENTITIES   0x0010
+#define NGX_LLM_CACHE_SEM_GUARD_STRICT     0x0020
 
 
 typedef struct {

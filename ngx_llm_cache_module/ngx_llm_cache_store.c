@@ -271,6 +271,12 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     if (rc == NGX_OK) {
         /* the unlock went right behind the entry */
         ctx->lock_held = 0;
+        ctx->stored_ttl = ttl;
+
+        if (ctx->sem) {
+            /* a paraphrase may now be answered from it */
+            ngx_llm_cache_semantic_stored(ctx);
+        }
     }
 }
 

@@ -20,6 +20,10 @@ static ngx_int_t ngx_llm_cache_variable_age(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_llm_cache_variable_lock_wait(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_llm_cache_variable_semantic(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_llm_cache_variable_similarity(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_llm_cache_variables[] = {
@@ -38,6 +42,12 @@ static ngx_http_variable_t  ngx_llm_cache_variables[] = {
 
     { ngx_string("llm_cache_lock_wait"), NULL,
       ngx_llm_cache_variable_lock_wait, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_cache_semantic_status"), NULL,
+      ngx_llm_cache_variable_semantic, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_cache_similarity"), NULL,
+      ngx_llm_cache_variable_similarity, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -178,6 +188,49 @@ ngx_llm_cache_variable_lock_wait(ngx_http_request_t *r,
     s.len = ngx_sprintf(s.data, "%T.%03M", (time_t) (ctx->wait_time / 1000),
                         ctx->wait_time % 1000)
             - s.data;
+
+    return ngx_llm_cache_variable_set(v, &s);
+}
+
+
+static ngx_int_t
+ngx_llm_cache_variable_semantic(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_llm_cache_variable_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    return ngx_llm_cache_variable_set(v,
+                                      ngx_llm_cache_semantic_status_name(ctx));
+}
+
+
+static ngx_int_t
+ngx_llm_cache_variable_similarity(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t             s;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_llm_cache_variable_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s.data = ngx_pnalloc(r->pool, sizeof("-1.0000"));
+    if (s.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    s.len = ngx_llm_cache_semantic_similarity(ctx, s.data);
 
     return ngx_llm_cache_variable_set(v, &s);
 }

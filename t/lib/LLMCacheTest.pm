@@ -457,7 +457,6 @@ my $EMBED_LOCATION = <<'_EOC_';
             proxy_pass http://llm_provider/v1/embeddings;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            subrequest_output_buffer_size 64k;
         }
 _EOC_
 
