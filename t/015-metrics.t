@@ -310,7 +310,8 @@ my %expect = (
        '{"requests":{"MISS":{"gpt-4.1-mini":1,"gpt-4o":1,"other":2},'
        . '"HIT":{"gpt-4.1-mini":3,"gpt-4o":1,"other":1},'
        . '"BYPASS":{"gpt-4.1-mini":2},"ERROR":{"gpt-4.1-mini":1},'
-       . '"HIT_WAITED":{},"MISS_WAITED":{},"STALE":{},"PURGE":{}}',
+       . '"HIT_WAITED":{},"MISS_WAITED":{},"STALE":{},"PURGE":{},'
+       . '"HIT_SEMANTIC":{}}',
        'JSON: the same counts');
     # the same counts (a store's late Redis reply may move the rest)
     my ($st2, $body2) = scrape('/metrics', Accept => 'application/json');
