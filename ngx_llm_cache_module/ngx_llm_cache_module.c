@@ -117,6 +117,62 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       offsetof(ngx_llm_cache_loc_conf_t, redis_timeout),
       &ngx_llm_cache_redis_timeout_post },
 
+    { ngx_string("llm_cache_redis_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.verify),
+      NULL },
+
+    { ngx_string("llm_cache_redis_ssl_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.server_name),
+      NULL },
+
+    { ngx_string("llm_cache_redis_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.protocols),
+      &ngx_llm_cache_redis_ssl_protocols },
+
+    { ngx_string("llm_cache_redis_ssl_ciphers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.ciphers),
+      NULL },
+
+    { ngx_string("llm_cache_redis_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.name),
+      NULL },
+
+    { ngx_string("llm_cache_redis_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.trusted_certificate),
+      NULL },
+
+    { ngx_string("llm_cache_redis_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.certificate),
+      NULL },
+
+    { ngx_string("llm_cache_redis_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, redis_ssl.certificate_key),
+      NULL },
+
     { ngx_string("llm_cache_lock"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -463,6 +519,7 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->enable = NGX_CONF_UNSET;
     conf->redis = NGX_CONF_UNSET_PTR;
     conf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    ngx_llm_cache_redis_ssl_create_conf(&conf->redis_ssl);
     conf->lock = NGX_CONF_UNSET;
     conf->lock_timeout = NGX_CONF_UNSET_MSEC;
     conf->bypass = NGX_CONF_UNSET_PTR;
@@ -495,11 +552,30 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_llm_cache_loc_conf_t *conf = child;
 
     ngx_str_t                         *name;
+    ngx_uint_t                         redis_here;
     ngx_http_core_loc_conf_t          *clcf;
+    ngx_llm_cache_main_conf_t         *lmcf;
     ngx_http_compile_complex_value_t   ccv;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 1);
+
+    redis_here = (conf->redis != NGX_CONF_UNSET_PTR);
     ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
+
+    /* TLS settings and the resolver: core's loc conf is merged already */
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_llm_cache_module);
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (ngx_llm_cache_redis_merge(cf, lmcf->servers, &conf->redis,
+                                  redis_here, &prev->redis_ssl,
+                                  &conf->redis_ssl, clcf->resolver,
+                                  clcf->resolver_timeout)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_merge_msec_value(conf->redis_timeout, prev->redis_timeout, 50);
     ngx_conf_merge_value(conf->lock, prev->lock, 0);
     ngx_conf_merge_msec_value(conf->lock_timeout, prev->lock_timeout, 10000);

@@ -140,6 +140,7 @@ typedef struct {
 
     ngx_llm_cache_redis_server_t  *redis;
     ngx_msec_t                     redis_timeout;
+    ngx_llm_cache_redis_ssl_conf_t redis_ssl;
 
     ngx_flag_t                     lock;
     ngx_msec_t                     lock_timeout;

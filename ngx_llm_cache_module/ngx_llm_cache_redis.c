@@ -6,12 +6,15 @@
 
 
 /*
- * hiredis's async API driven by nginx's event loop.  Every worker keeps a
- * small pool of keep-alive connections to each configured server; commands
- * pipeline on the first ready one and spill over to the others when it is
- * busy or lost.  Each fd is registered as a level-triggered nginx connection
- * (hiredis reads at most 16 KiB a call), nginx timers give the connect and
- * command timeouts and the jittered reconnect backoff.
+ * Redis on nginx's event loop.  Every worker keeps a small pool of
+ * keep-alive connections to each configured server; commands pipeline on
+ * the first ready one and spill over to the others when it is busy or
+ * lost.  The connections are the module's own transport
+ * (ngx_llm_cache_redis_conn.c: nginx's sockets and SSL layer, hiredis's
+ * command formatter and reply parser); nginx timers give the command
+ * timeouts and the jittered reconnect backoff.  A rediss:// server is
+ * reached over TLS; a host name is resolved again at each connect when a
+ * "resolver" is configured, else once at start.
  *
  * A command that times out closes its connection, as proxy_read_timeout
  * ends an upstream one: a connection that went silent (a partition, a
@@ -23,8 +26,7 @@
  * puts the server back in use.  If the last failure was a command timeout
  * on a set-up connection (Redis takes connections but does not answer in
  * time), it is left alone for fail_timeout instead, then one command on a
- * connection set up since probes it.  hiredis owns and closes the fds; the
- * cleanup hook below only gives the nginx connection back.
+ * connection set up since probes it.
  */
 
 
@@ -32,13 +34,12 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
-#include <sys/ioctl.h>
 #include <netinet/tcp.h>
 
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 #include "ngx_llm_cache_redis.h"
+#include "ngx_llm_cache_redis_conn.h"
 #include "ngx_llm_cache_module.h"     /* the metrics hooks */
 
 
@@ -58,9 +59,6 @@
 /* replies outstanding on a connection before the next one is used */
 #define NGX_LLM_CACHE_REDIS_PIPELINE       64
 
-/* reads per read event: 64 x 16 KiB, so multi-MiB replies keep moving */
-#define NGX_LLM_CACHE_REDIS_READS          64
-
 
 /* deletes the lock only if it is still ours */
 #define NGX_LLM_CACHE_REDIS_UNLOCK                                            \
@@ -77,13 +75,19 @@ typedef enum {
 
 struct ngx_llm_cache_redis_conn_s {
     ngx_llm_cache_redis_server_t  *server;
-    redisAsyncContext             *ac;
-    ngx_connection_t              *connection;
+    ngx_llm_cache_redis_link_t    *link;
+    ngx_resolver_ctx_t            *resolving;
     ngx_llm_cache_redis_state_e    state;
     ngx_uint_t                     setup_pending;
     ngx_uint_t                     pending;    /* replies outstanding */
     ngx_event_t                    reconnect;
     ngx_msec_t                     backoff;
+
+    /* the address a name resolved to at this connect */
+    ngx_sockaddr_t                 sockaddr;
+    socklen_t                      socklen;
+    ngx_str_t                      addr_name;
+    u_char                         addr_text[NGX_SOCKADDR_STRLEN];
 };
 
 
@@ -100,6 +104,18 @@ struct ngx_llm_cache_redis_server_s {
     ngx_uint_t                     max_fails;
     ngx_msec_t                     fail_timeout;
     unsigned                       unix_socket:1;
+
+    struct sockaddr               *sockaddr;  /* resolved at start */
+    socklen_t                      socklen;
+    ngx_str_t                      addr_name;
+    ngx_str_t                      host_name; /* as configured, no port */
+    unsigned                       tls_wanted:1;   /* rediss:// */
+    unsigned                       is_name:1;      /* not an address */
+    unsigned                       attached:1;
+    ngx_llm_cache_redis_tls_t     *tls;
+    ngx_llm_cache_redis_ssl_conf_t ssl_conf;
+    ngx_resolver_t                *resolver;  /* NULL: none configured */
+    ngx_msec_t                     resolver_timeout;
 
     /* the worker's side */
     ngx_llm_cache_redis_conn_t    *conns;
@@ -132,22 +148,14 @@ static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc);
-static void ngx_llm_cache_redis_read_handler(ngx_event_t *rev);
-static void ngx_llm_cache_redis_write_handler(ngx_event_t *wev);
-static void ngx_llm_cache_redis_event(ngx_event_t *ev, ngx_int_t event,
-    ngx_uint_t add);
-static void ngx_llm_cache_redis_add_read(void *data);
-static void ngx_llm_cache_redis_del_read(void *data);
-static void ngx_llm_cache_redis_add_write(void *data);
-static void ngx_llm_cache_redis_del_write(void *data);
-static void ngx_llm_cache_redis_cleanup(void *data);
-static void ngx_llm_cache_redis_on_connect(const redisAsyncContext *ac,
-    int status);
-static void ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac,
-    int status);
-static void ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac,
+static void ngx_llm_cache_redis_resolved(ngx_resolver_ctx_t *ctx);
+static void ngx_llm_cache_redis_open(ngx_llm_cache_redis_conn_t *rc,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name);
+static void ngx_llm_cache_redis_on_close(ngx_llm_cache_redis_link_t *lk,
+    ngx_int_t status);
+static void ngx_llm_cache_redis_setup_reply(ngx_llm_cache_redis_link_t *lk,
     void *reply, void *privdata);
-static void ngx_llm_cache_redis_name_reply(redisAsyncContext *ac,
+static void ngx_llm_cache_redis_name_reply(ngx_llm_cache_redis_link_t *lk,
     void *reply, void *privdata);
 static ngx_llm_cache_redis_conn_t *ngx_llm_cache_redis_pick(
     ngx_llm_cache_redis_server_t *s, ngx_log_t *log, const char *what,
@@ -158,8 +166,8 @@ static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
     int argc, const char **argv, const size_t *argvlen);
 static void ngx_llm_cache_redis_send_unlock(ngx_llm_cache_redis_conn_t *rc,
     ngx_str_t *lock, ngx_str_t *token);
-static void ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata);
+static void ngx_llm_cache_redis_reply(ngx_llm_cache_redis_link_t *lk,
+    void *reply, void *privdata);
 static void ngx_llm_cache_redis_op_timeout(ngx_event_t *ev);
 static void ngx_llm_cache_redis_succeeded(ngx_llm_cache_redis_server_t *s,
     ngx_llm_cache_redis_op_t *op);
@@ -350,9 +358,30 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 
     addr = value[1];
 
+    if (addr.len > 9
+        && ngx_strncasecmp(addr.data, (u_char *) "rediss://", 9) == 0)
+    {
+        server->tls_wanted = 1;
+        addr.data += 9;
+        addr.len -= 9;
+
+    } else if (addr.len > 8
+               && ngx_strncasecmp(addr.data, (u_char *) "redis://", 8) == 0)
+    {
+        addr.data += 8;
+        addr.len -= 8;
+    }
+
     if (addr.len > 5 && ngx_strncasecmp(addr.data, (u_char *) "unix:", 5)
                         == 0)
     {
+        if (server->tls_wanted) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"llm_cache_redis\" \"%V\": Redis has no "
+                               "TLS on a unix socket", &value[1]);
+            return NULL;
+        }
+
         server->unix_socket = 1;
         server->host = ngx_pnalloc(cf->pool, addr.len - 5 + 1);
         if (server->host == NULL) {
@@ -360,10 +389,28 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
         }
 
         ngx_cpystrn(server->host, addr.data + 5, addr.len - 5 + 1);
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = addr;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in \"llm_cache_redis\" address \"%V\"",
+                               u.err ? u.err : "no address", &addr);
+            return NULL;
+        }
+
+        server->sockaddr = u.addrs[0].sockaddr;
+        server->socklen = u.addrs[0].socklen;
+        server->addr_name = u.addrs[0].name;
+
         return server;
     }
 
-    /* hiredis resolves names blocking: resolve them here, once */
+    /*
+     * resolved here, once; with a "resolver", again at each connect
+     * (ngx_llm_cache_redis_attach())
+     */
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
@@ -399,6 +446,14 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 
     server->port = u.port ? u.port : 6379;
 
+    server->sockaddr = u.addrs[0].sockaddr;
+    server->socklen = u.addrs[0].socklen;
+    server->addr_name = u.addrs[0].name;
+    server->host_name = u.host;
+    server->is_name = (u.host.len && u.host.data[0] != '['
+                       && ngx_inet_addr(u.host.data, u.host.len)
+                          == INADDR_NONE);
+
     return server;
 
 invalid:
@@ -407,6 +462,118 @@ invalid:
                        "invalid parameter \"%V\" in \"llm_cache_redis\"",
                        &value[i]);
     return NULL;
+}
+
+
+/*
+ * At merge time, for a location's llm_cache_redis: its TLS settings (for
+ * a rediss:// server) and its resolver (for a host name).  The first
+ * location to use a server gives it these; a location with other ones
+ * gets a server of its own (the same address, another pool).
+ */
+
+char *
+ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
+    ngx_llm_cache_redis_server_t **redis, ngx_uint_t redis_here,
+    ngx_llm_cache_redis_ssl_conf_t *prev_ssl,
+    ngx_llm_cache_redis_ssl_conf_t *ssl, ngx_resolver_t *resolver,
+    ngx_msec_t resolver_timeout)
+{
+    ngx_uint_t                      i, ssl_here;
+    ngx_llm_cache_redis_server_t  **sp, *s, *t;
+
+    ssl_here = (ssl->verify != NGX_CONF_UNSET
+                || ssl->server_name != NGX_CONF_UNSET
+                || ssl->protocols
+                || ssl->ciphers.data
+                || ssl->name.data
+                || ssl->trusted_certificate.data
+                || ssl->certificate.data
+                || ssl->certificate_key.data);
+
+    if (ngx_llm_cache_redis_ssl_merge_conf(cf, prev_ssl, ssl)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    s = *redis;
+
+    if (s == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (!s->tls_wanted && ssl_here && redis_here) {
+        /* settings for TLS that would not be used: clear text by mistake */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"llm_cache_redis_ssl_*\" directives need a "
+                           "\"rediss://\" address in \"llm_cache_redis\", "
+                           "not \"%V\"", &s->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (resolver && (!s->is_name || resolver->connections.nelts == 0)) {
+        resolver = NULL;
+    }
+
+    sp = servers->elts;
+    t = NULL;
+
+    for (i = 0; i < servers->nelts; i++) {
+        if (sp[i]->spec.len != s->spec.len
+            || ngx_memcmp(sp[i]->spec.data, s->spec.data, s->spec.len) != 0)
+        {
+            continue;
+        }
+
+        if (!sp[i]->attached) {
+            t = sp[i];
+            break;
+        }
+
+        if (sp[i]->resolver == resolver
+            && (!s->tls_wanted
+                || ngx_llm_cache_redis_ssl_conf_equal(&sp[i]->ssl_conf, ssl)))
+        {
+            *redis = sp[i];
+            return NGX_CONF_OK;
+        }
+    }
+
+    if (t == NULL) {
+        t = ngx_palloc(cf->pool, sizeof(ngx_llm_cache_redis_server_t));
+        if (t == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *t = *s;
+
+        sp = ngx_array_push(servers);
+        if (sp == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *sp = t;
+    }
+
+    t->attached = 1;
+    t->resolver = resolver;
+    t->resolver_timeout = resolver_timeout;
+    t->tls = NULL;
+
+    if (t->tls_wanted) {
+        t->ssl_conf = *ssl;
+
+        t->tls = ngx_llm_cache_redis_tls_create(cf, &t->ssl_conf,
+                                                &t->host_name);
+        if (t->tls == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    *redis = t;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -438,6 +605,11 @@ ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
 
     for (i = 0; i < servers->nelts; i++) {
         s[i]->log = cycle->log;
+
+        if (s[i]->tls_wanted && s[i]->tls == NULL) {
+            /* used by no location: it has no TLS settings */
+            continue;
+        }
 
         s[i]->conns = ngx_pcalloc(cycle->pool, s[i]->pool_size
                                   * sizeof(ngx_llm_cache_redis_conn_t));
@@ -495,14 +667,19 @@ ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
                 ngx_del_timer(&rc->reconnect);
             }
 
-            if (rc->ac) {
+            if (rc->resolving) {
+                ngx_resolve_name_done(rc->resolving);
+                rc->resolving = NULL;
+            }
+
+            if (rc->link) {
                 /* what the last requests stored: out if the socket takes it */
                 if (rc->state == NGX_LLM_CACHE_REDIS_READY) {
-                    redisAsyncHandleWrite(rc->ac);
+                    ngx_llm_cache_redis_link_flush(rc->link);
                 }
 
-                if (rc->ac) {
-                    redisAsyncFree(rc->ac);
+                if (rc->link) {
+                    ngx_llm_cache_redis_link_free(rc->link);
                 }
             }
         }
@@ -510,111 +687,168 @@ ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
 }
 
 
+/*
+ * A name is resolved with the "resolver" at each connect, so an endpoint
+ * that moves (a managed Redis failing over) is followed; without one, the
+ * address found at start is used.
+ */
+
 static void
 ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
 {
     ngx_llm_cache_redis_server_t *s = rc->server;
 
-    redisAsyncContext  *ac;
-    ngx_connection_t   *c;
+    ngx_resolver_ctx_t  *ctx;
 
-    if (s->unix_socket) {
-        ac = redisAsyncConnectUnix((char *) s->host);
-
-    } else {
-        ac = redisAsyncConnect((char *) s->host, s->port);
+    if (s->resolver == NULL || !s->is_name) {
+        ngx_llm_cache_redis_open(rc, s->sockaddr, s->socklen, &s->addr_name);
+        return;
     }
 
-    if (ac == NULL) {
+    ctx = ngx_resolve_start(s->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
+                                   "cannot start resolving", 0);
+        ngx_llm_cache_redis_schedule(rc);
+        return;
+    }
+
+    ctx->name = s->host_name;
+    ctx->handler = ngx_llm_cache_redis_resolved;
+    ctx->data = rc;
+    ctx->timeout = s->resolver_timeout;
+    ctx->cancelable = 1;
+
+    rc->resolving = ctx;
+    rc->state = NGX_LLM_CACHE_REDIS_DOWN;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        /* ctx is freed */
+        rc->resolving = NULL;
+        ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
+                                   "cannot resolve", 0);
+        ngx_llm_cache_redis_schedule(rc);
+    }
+}
+
+
+static void
+ngx_llm_cache_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_llm_cache_redis_conn_t  *rc = ctx->data;
+
+    u_char                         *p;
+    ngx_uint_t                      i;
+    ngx_llm_cache_redis_server_t   *s;
+
+    s = rc->server;
+    rc->resolving = NULL;
+
+    if (ctx->state || ctx->naddrs == 0) {
+        p = ngx_snprintf(rc->addr_text, sizeof(rc->addr_text) - 1,
+                         "\"%V\" could not be resolved (%i: %s)",
+                         &ctx->name, ctx->state,
+                         ngx_resolver_strerror(ctx->state));
+        *p = '\0';
+
+        ngx_resolve_name_done(ctx);
+
+        ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
+                                   (char *) rc->addr_text, 0);
+        ngx_llm_cache_redis_schedule(rc);
+        return;
+    }
+
+    /* the resolver rotates the addresses: the first one */
+
+    i = 0;
+
+    ngx_memcpy(&rc->sockaddr, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
+    rc->socklen = ctx->addrs[i].socklen;
+
+    ngx_inet_set_port(&rc->sockaddr.sockaddr, (in_port_t) s->port);
+
+    rc->addr_name.data = rc->addr_text;
+    rc->addr_name.len = ngx_sock_ntop(&rc->sockaddr.sockaddr, rc->socklen,
+                                      rc->addr_text, NGX_SOCKADDR_STRLEN, 1);
+
+    ngx_resolve_name_done(ctx);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, s->log, 0,
+                   "llm_cache: redis \"%V\" resolved to %V",
+                   &s->name, &rc->addr_name);
+
+    ngx_llm_cache_redis_open(rc, &rc->sockaddr.sockaddr, rc->socklen,
+                             &rc->addr_name);
+}
+
+
+static void
+ngx_llm_cache_redis_open(ngx_llm_cache_redis_conn_t *rc,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name)
+{
+    ngx_llm_cache_redis_server_t *s = rc->server;
+
+    ngx_llm_cache_redis_link_t  *lk;
+
+    lk = ngx_llm_cache_redis_link_open(sockaddr, socklen, name, s->tls,
+                                       s->connect_timeout, s->log);
+
+    if (lk == NULL) {
         ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
                                    "out of memory", 0);
         ngx_llm_cache_redis_schedule(rc);
         return;
     }
 
-    if (ac->err) {
+    if (lk->failed) {
         ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
-                                   ac->errstr, 0);
-        redisAsyncFree(ac);
-        ngx_llm_cache_redis_schedule(rc);
-        return;
-    }
-
-    c = ngx_get_connection(ac->c.fd, s->log);
-    if (c == NULL) {
-        redisAsyncFree(ac);
+                                   (char *) lk->errstr, 0);
+        ngx_llm_cache_redis_link_free(lk);
         ngx_llm_cache_redis_schedule(rc);
         return;
     }
 
     if (!s->unix_socket) {
-        ngx_llm_cache_redis_keepalive(ac->c.fd, s->log);
+        ngx_llm_cache_redis_keepalive(ngx_llm_cache_redis_link_fd(lk),
+                                      s->log);
     }
 
-    c->data = rc;
-    c->log = s->log;
-    c->read->log = s->log;
-    c->write->log = s->log;
-    c->read->handler = ngx_llm_cache_redis_read_handler;
-    c->write->handler = ngx_llm_cache_redis_write_handler;
+    lk->data = rc;
+    lk->on_close = ngx_llm_cache_redis_on_close;
 
-    /*
-     * Not idle: a graceful shutdown keeps it, so requests still in flight
-     * can store their answers; only the connect timer is cancelable, so
-     * a connect under way does not hold the exiting worker up.
-     */
-    c->write->cancelable = 1;
-
-    rc->ac = ac;
-    rc->connection = c;
+    rc->link = lk;
     rc->state = NGX_LLM_CACHE_REDIS_CONNECTING;
     rc->setup_pending = 0;
     rc->pending = 0;
-
-    ac->data = rc;
-    ac->ev.data = rc;
-    ac->ev.addRead = ngx_llm_cache_redis_add_read;
-    ac->ev.delRead = ngx_llm_cache_redis_del_read;
-    ac->ev.addWrite = ngx_llm_cache_redis_add_write;
-    ac->ev.delWrite = ngx_llm_cache_redis_del_write;
-    ac->ev.cleanup = ngx_llm_cache_redis_cleanup;
-
-    /* setting the connect callback arms the write event */
-    redisAsyncSetConnectCallback(ac, ngx_llm_cache_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac, ngx_llm_cache_redis_on_disconnect);
-
-    if (rc->connection == NULL) {
-        /* freed on the way */
-        return;
-    }
-
-    ngx_add_timer(c->write, s->connect_timeout);
 
     /* queued now, sent first once the socket connects */
 
     if (s->password.len) {
         if (s->user.len) {
-            if (redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, rc,
-                                  "AUTH %b %b", s->user.data, s->user.len,
-                                  s->password.data, s->password.len)
-                == REDIS_OK)
+            if (ngx_llm_cache_redis_link_commandf(lk,
+                    ngx_llm_cache_redis_setup_reply, rc, "AUTH %b %b",
+                    s->user.data, s->user.len, s->password.data,
+                    s->password.len)
+                == NGX_OK)
             {
                 rc->setup_pending++;
             }
 
-        } else if (redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, rc,
-                                     "AUTH %b", s->password.data,
-                                     s->password.len)
-                   == REDIS_OK)
+        } else if (ngx_llm_cache_redis_link_commandf(lk,
+                       ngx_llm_cache_redis_setup_reply, rc, "AUTH %b",
+                       s->password.data, s->password.len)
+                   == NGX_OK)
         {
             rc->setup_pending++;
         }
     }
 
     if (s->db >= 0
-        && redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, rc,
-                             "SELECT %d", (int) s->db)
-           == REDIS_OK)
+        && ngx_llm_cache_redis_link_commandf(lk,
+               ngx_llm_cache_redis_setup_reply, rc, "SELECT %d", (int) s->db)
+           == NGX_OK)
     {
         rc->setup_pending++;
     }
@@ -626,9 +860,9 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
      * after connect_timeout).  An ACL that forbids it is no reason to
      * fail.
      */
-    if (redisAsyncCommand(ac, ngx_llm_cache_redis_name_reply, rc,
-                          "CLIENT SETNAME llm_cache")
-        == REDIS_OK)
+    if (ngx_llm_cache_redis_link_commandf(lk, ngx_llm_cache_redis_name_reply,
+                                          rc, "CLIENT SETNAME llm_cache")
+        == NGX_OK)
     {
         rc->setup_pending++;
     }
@@ -731,162 +965,37 @@ ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev)
 {
     ngx_llm_cache_redis_conn_t  *rc = ev->data;
 
-    if (rc->ac == NULL && !rc->server->exiting) {
+    if (rc->link == NULL && rc->resolving == NULL && !rc->server->exiting) {
         ngx_llm_cache_redis_connect(rc);
     }
 }
 
 
-static void
-ngx_llm_cache_redis_read_handler(ngx_event_t *rev)
-{
-    int                          avail;
-    ngx_uint_t                   n;
-    redisAsyncContext           *ac;
-    ngx_connection_t            *c = rev->data;
-    ngx_llm_cache_redis_conn_t  *rc = c->data;
-
-    ac = rc->ac;
-
-    /*
-     * hiredis reads 16 KiB a call; while a reply is only partly in, keep
-     * reading what the socket has, or a large reply would take one event
-     * loop turn per 16 KiB.  Complete replies (the usual case) cost no
-     * extra system call.  A call may free the context (and the
-     * connection): check first.
-     */
-
-    for (n = 0; n < NGX_LLM_CACHE_REDIS_READS; n++) {
-        redisAsyncHandleRead(ac);
-
-        if (rc->ac != ac || ac->c.fd == -1) {
-            return;
-        }
-
-        if (ac->c.reader->pos == ac->c.reader->len) {
-            return;
-        }
-
-        if (ioctl(ac->c.fd, FIONREAD, &avail) == -1 || avail <= 0) {
-            return;
-        }
-    }
-}
-
-
-static void
-ngx_llm_cache_redis_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t            *c = wev->data;
-    ngx_llm_cache_redis_conn_t  *rc = c->data;
-
-    if (wev->timedout) {
-        wev->timedout = 0;
-        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
-                                   "connect failed",
-                                   "no answer within connect_timeout", 0);
-        redisAsyncFree(rc->ac);
-        return;
-    }
-
-    redisAsyncHandleWrite(rc->ac);
-}
-
-
-/* hiredis asks for read/write interest; level-triggered, see above */
-
-static void
-ngx_llm_cache_redis_event(ngx_event_t *ev, ngx_int_t event, ngx_uint_t add)
-{
-    if (add && !ev->active) {
-        (void) ngx_add_event(ev, event, NGX_LEVEL_EVENT);
-
-    } else if (!add && ev->active) {
-        (void) ngx_del_event(ev, event, 0);
-    }
-}
-
-
-static void
-ngx_llm_cache_redis_add_read(void *data)
-{
-    ngx_llm_cache_redis_conn_t  *rc = data;
-
-    ngx_llm_cache_redis_event(rc->connection->read, NGX_READ_EVENT, 1);
-}
-
-
-static void
-ngx_llm_cache_redis_del_read(void *data)
-{
-    ngx_llm_cache_redis_conn_t  *rc = data;
-
-    ngx_llm_cache_redis_event(rc->connection->read, NGX_READ_EVENT, 0);
-}
-
-
-static void
-ngx_llm_cache_redis_add_write(void *data)
-{
-    ngx_llm_cache_redis_conn_t  *rc = data;
-
-    ngx_llm_cache_redis_event(rc->connection->write, NGX_WRITE_EVENT, 1);
-}
-
-
-static void
-ngx_llm_cache_redis_del_write(void *data)
-{
-    ngx_llm_cache_redis_conn_t  *rc = data;
-
-    ngx_llm_cache_redis_event(rc->connection->write, NGX_WRITE_EVENT, 0);
-}
-
-
 /*
- * Called by hiredis just before it closes the fd and frees the context,
- * after the callbacks of the commands still outstanding have run.
+ * The link closes, after the callbacks of the commands still outstanding
+ * got a NULL reply: a lost connection is a failure, then it is reopened.
+ * Before TCP (and TLS) was up, or at connect_timeout, it is the connect
+ * that failed.
  */
 
 static void
-ngx_llm_cache_redis_cleanup(void *data)
+ngx_llm_cache_redis_on_close(ngx_llm_cache_redis_link_t *lk,
+    ngx_int_t status)
 {
-    ngx_llm_cache_redis_conn_t  *rc = data;
+    ngx_llm_cache_redis_conn_t  *rc = lk->data;
 
-    ngx_connection_t  *c;
-
-    c = rc->connection;
-
-    if (c != NULL) {
-        if (c->read->timer_set) {
-            ngx_del_timer(c->read);
-        }
-
-        if (c->write->timer_set) {
-            ngx_del_timer(c->write);
-        }
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
-        ngx_llm_cache_redis_event(c->read, NGX_READ_EVENT, 0);
-        ngx_llm_cache_redis_event(c->write, NGX_WRITE_EVENT, 0);
-
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
+    if (status != NGX_OK && !rc->server->exiting) {
+        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
+                                   (lk->connected && !lk->timedout)
+                                   ? "connection lost" : "connect failed",
+                                   (char *) lk->errstr, 0);
     }
 
     if (rc->state == NGX_LLM_CACHE_REDIS_READY) {
         rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
     }
 
-    rc->ac = NULL;
-    rc->connection = NULL;
+    rc->link = NULL;
     rc->state = NGX_LLM_CACHE_REDIS_DOWN;
     rc->pending = 0;
 
@@ -908,8 +1017,9 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
     ngx_llm_cache_metrics_redis_event(s, &s->name,
                                       NGX_LLM_CACHE_METRICS_REDIS_CONNECT);
 
-    if (rc->connection && rc->connection->write->timer_set) {
-        ngx_del_timer(rc->connection->write);
+    if (rc->link) {
+        /* the connect timeout ran until the set-up was answered */
+        ngx_llm_cache_redis_link_ready(rc->link);
     }
 
     s->prober = NULL;
@@ -951,40 +1061,8 @@ ngx_llm_cache_redis_ready(ngx_llm_cache_redis_conn_t *rc)
 
 
 static void
-ngx_llm_cache_redis_on_connect(const redisAsyncContext *ac, int status)
-{
-    ngx_llm_cache_redis_conn_t  *rc = ac->data;
-
-    if (status != REDIS_OK) {
-        /* hiredis frees the context right after this */
-        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
-                                   "connect failed", ac->errstr, 0);
-        return;
-    }
-
-    /* the connect timer runs on until the set-up commands are answered */
-
-    if (rc->setup_pending == 0) {
-        ngx_llm_cache_redis_ready(rc);
-    }
-}
-
-
-static void
-ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    ngx_llm_cache_redis_conn_t  *rc = ac->data;
-
-    if (status != REDIS_OK && !rc->server->exiting) {
-        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
-                                   "connection lost", ac->errstr, 0);
-    }
-}
-
-
-static void
-ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
+ngx_llm_cache_redis_setup_reply(ngx_llm_cache_redis_link_t *lk,
+    void *reply, void *privdata)
 {
     ngx_llm_cache_redis_conn_t  *rc = privdata;
 
@@ -999,7 +1077,7 @@ ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
         ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
                                    "refused the connection setup", rr->str,
                                    0);
-        redisAsyncFree(ac);
+        ngx_llm_cache_redis_link_free(lk);
         return;
     }
 
@@ -1012,8 +1090,8 @@ ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac, void *reply,
 
 
 static void
-ngx_llm_cache_redis_name_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
+ngx_llm_cache_redis_name_reply(ngx_llm_cache_redis_link_t *lk,
+    void *reply, void *privdata)
 {
     ngx_llm_cache_redis_conn_t  *rc = privdata;
 
@@ -1136,9 +1214,9 @@ ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
     op->sent = ngx_current_msec;
     op->probe = rc->server->tripped;
 
-    if (redisAsyncCommandArgv(rc->ac, ngx_llm_cache_redis_reply, op, argc,
-                              argv, argvlen)
-        != REDIS_OK)
+    if (ngx_llm_cache_redis_link_command(rc->link, ngx_llm_cache_redis_reply,
+                                         op, argc, argv, argvlen)
+        != NGX_OK)
     {
         ngx_free(op);
         return NULL;
@@ -1164,7 +1242,8 @@ ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
 
 
 static void
-ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+ngx_llm_cache_redis_reply(ngx_llm_cache_redis_link_t *lk, void *reply,
+    void *privdata)
 {
     ngx_llm_cache_redis_op_t  *op = privdata;
 
@@ -1250,13 +1329,13 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
 
     void                            *data;
     ngx_uint_t                       live;
-    redisAsyncContext               *ac;
     ngx_llm_cache_redis_conn_t      *rc;
+    ngx_llm_cache_redis_link_t      *lk;
     ngx_llm_cache_redis_reply_pt     reply_handler;
     ngx_llm_cache_redis_handler_pt   handler;
 
     rc = op->conn;
-    ac = rc->ac;
+    lk = rc->link;
     handler = op->handler;
     reply_handler = op->reply_handler;
     data = op->data;
@@ -1272,12 +1351,13 @@ ngx_llm_cache_redis_op_timeout(ngx_event_t *ev)
                                "no reply within llm_cache_redis_timeout",
                                live);
 
-    if (live && rc->state == NGX_LLM_CACHE_REDIS_READY && rc->ac == ac) {
+    if (live && rc->state == NGX_LLM_CACHE_REDIS_READY && rc->link == lk) {
         /* not to be picked by what the failing commands' handlers send */
         rc->state = NGX_LLM_CACHE_REDIS_DOWN;
         rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
-        redisAsyncFree(ac);    /* frees op too, if the breaker did not */
+        /* frees op too, if the breaker did not */
+        ngx_llm_cache_redis_link_free(lk);
     }
 
     if (handler) {
@@ -1542,13 +1622,13 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     for (i = 0; s->conns && i < s->pool_size; i++) {
         rc = &s->conns[i];
 
-        if (rc->state == NGX_LLM_CACHE_REDIS_READY && rc->ac
-            && !(rc->ac->c.flags & (REDIS_FREEING|REDIS_DISCONNECTING)))
+        if (rc->state == NGX_LLM_CACHE_REDIS_READY && rc->link
+            && !ngx_llm_cache_redis_link_closing(rc->link))
         {
             rc->state = NGX_LLM_CACHE_REDIS_DOWN;
             rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
-            redisAsyncFree(rc->ac);
+            ngx_llm_cache_redis_link_free(rc->link);
         }
     }
 }

@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
+#include "ngx_llm_cache_redis_conn.h"
+
 
 typedef struct ngx_llm_cache_redis_server_s  ngx_llm_cache_redis_server_t;
 typedef struct ngx_llm_cache_redis_conn_s    ngx_llm_cache_redis_conn_t;
@@ -52,6 +54,11 @@ typedef struct {
 
 ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_add(ngx_conf_t *cf,
     ngx_array_t *servers, ngx_str_t *value, ngx_uint_t n);
+char *ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
+    ngx_llm_cache_redis_server_t **redis, ngx_uint_t redis_here,
+    ngx_llm_cache_redis_ssl_conf_t *prev_ssl,
+    ngx_llm_cache_redis_ssl_conf_t *ssl, ngx_resolver_t *resolver,
+    ngx_msec_t resolver_timeout);
 ngx_int_t ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle,
     ngx_array_t *servers);
 void ngx_llm_cache_redis_exit_worker(ngx_array_t *servers);
