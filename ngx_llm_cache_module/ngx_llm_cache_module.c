@@ -553,6 +553,7 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_str_t                         *name;
     ngx_uint_t                         redis_here;
+    ngx_llm_cache_redis_server_t      *prev_redis;
     ngx_http_core_loc_conf_t          *clcf;
     ngx_llm_cache_main_conf_t         *lmcf;
     ngx_http_compile_complex_value_t   ccv;
@@ -560,6 +561,7 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 1);
 
     redis_here = (conf->redis != NGX_CONF_UNSET_PTR);
+    prev_redis = prev->redis;
     ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
 
     /* TLS settings and the resolver: core's loc conf is merged already */
@@ -568,7 +570,7 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (ngx_llm_cache_redis_merge(cf, lmcf->servers, &conf->redis,
-                                  redis_here, &prev->redis_ssl,
+                                  redis_here, prev_redis, &prev->redis_ssl,
                                   &conf->redis_ssl, clcf->resolver,
                                   clcf->resolver_timeout)
         != NGX_CONF_OK)

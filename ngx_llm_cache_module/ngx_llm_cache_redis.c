@@ -144,6 +144,10 @@ static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
     ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n);
 static ngx_msec_t ngx_llm_cache_redis_parse_msec(ngx_str_t *value,
     size_t prefix);
+static ngx_int_t ngx_llm_cache_redis_resolve_once(ngx_conf_t *cf,
+    ngx_llm_cache_redis_server_t *server);
+static ngx_int_t ngx_llm_cache_redis_set_addr(ngx_conf_t *cf,
+    ngx_llm_cache_redis_server_t *server, ngx_url_t *u);
 static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
@@ -246,7 +250,6 @@ ngx_llm_cache_redis_add(ngx_conf_t *cf, ngx_array_t *servers,
 static ngx_llm_cache_redis_server_t *
 ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 {
-    u_char                        *p;
     ngx_int_t                      db, num;
     ngx_str_t                      addr;
     ngx_url_t                      u;
@@ -408,14 +411,15 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
     }
 
     /*
-     * resolved here, once; with a "resolver", again at each connect
-     * (ngx_llm_cache_redis_attach())
+     * a name is resolved at merge time, once, unless a "resolver" is
+     * there to resolve it at each connect (ngx_llm_cache_redis_merge())
      */
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
     u.url = addr;
     u.default_port = 6379;
+    u.no_resolve = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {
@@ -427,32 +431,17 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
         return NULL;
     }
 
-    if (u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"llm_cache_redis\" address \"%V\" "
-                           "has no usable address", &addr);
-        return NULL;
-    }
-
-    server->host = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (server->host == NULL) {
-        return NULL;
-    }
-
-    p = server->host + ngx_sock_ntop(u.addrs[0].sockaddr,
-                                     u.addrs[0].socklen, server->host,
-                                     NGX_SOCKADDR_STRLEN, 0);
-    *p = '\0';
-
     server->port = u.port ? u.port : 6379;
-
-    server->sockaddr = u.addrs[0].sockaddr;
-    server->socklen = u.addrs[0].socklen;
-    server->addr_name = u.addrs[0].name;
     server->host_name = u.host;
-    server->is_name = (u.host.len && u.host.data[0] != '['
-                       && ngx_inet_addr(u.host.data, u.host.len)
-                          == INADDR_NONE);
+    server->is_name = (u.naddrs == 0);
+
+    if (server->is_name) {
+        return server;
+    }
+
+    if (ngx_llm_cache_redis_set_addr(cf, server, &u) != NGX_OK) {
+        return NULL;
+    }
 
     return server;
 
@@ -475,6 +464,7 @@ invalid:
 char *
 ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
     ngx_llm_cache_redis_server_t **redis, ngx_uint_t redis_here,
+    ngx_llm_cache_redis_server_t *prev_redis,
     ngx_llm_cache_redis_ssl_conf_t *prev_ssl,
     ngx_llm_cache_redis_ssl_conf_t *ssl, ngx_resolver_t *resolver,
     ngx_msec_t resolver_timeout)
@@ -482,14 +472,21 @@ ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
     ngx_uint_t                      i, ssl_here;
     ngx_llm_cache_redis_server_t  **sp, *s, *t;
 
-    ssl_here = (ssl->verify != NGX_CONF_UNSET
-                || ssl->server_name != NGX_CONF_UNSET
-                || ssl->protocols
-                || ssl->ciphers.data
-                || ssl->name.data
-                || ssl->trusted_certificate.data
-                || ssl->certificate.data
-                || ssl->certificate_key.data);
+    /*
+     * TLS settings in the block of a clear-text llm_cache_redis would not
+     * be used: clear text by mistake.  The http{} block is never merged
+     * itself: it is checked as the parent of a server{}.
+     */
+
+    ssl_here = ngx_llm_cache_redis_ssl_conf_set(ssl);
+
+    if (!prev_ssl->merged && prev_redis != NGX_CONF_UNSET_PTR
+        && prev_redis != NULL && !prev_redis->tls_wanted
+        && ngx_llm_cache_redis_ssl_conf_set(prev_ssl))
+    {
+        s = prev_redis;
+        goto clear_text;
+    }
 
     if (ngx_llm_cache_redis_ssl_merge_conf(cf, prev_ssl, ssl)
         != NGX_CONF_OK)
@@ -504,15 +501,12 @@ ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
     }
 
     if (!s->tls_wanted && ssl_here && redis_here) {
-        /* settings for TLS that would not be used: clear text by mistake */
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"llm_cache_redis_ssl_*\" directives need a "
-                           "\"rediss://\" address in \"llm_cache_redis\", "
-                           "not \"%V\"", &s->name);
-        return NGX_CONF_ERROR;
+        goto clear_text;
     }
 
-    if (resolver && (!s->is_name || resolver->connections.nelts == 0)) {
+    if (resolver && (!s->is_name || s->unix_socket
+                     || resolver->connections.nelts == 0))
+    {
         resolver = NULL;
     }
 
@@ -561,6 +555,12 @@ ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
     t->resolver_timeout = resolver_timeout;
     t->tls = NULL;
 
+    if (t->sockaddr == NULL && resolver == NULL
+        && ngx_llm_cache_redis_resolve_once(cf, t) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (t->tls_wanted) {
         t->ssl_conf = *ssl;
 
@@ -574,6 +574,71 @@ ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
     *redis = t;
 
     return NGX_CONF_OK;
+
+clear_text:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"llm_cache_redis_ssl_*\" directives need a "
+                       "\"rediss://\" address in \"llm_cache_redis\", "
+                       "not \"%V\"", &s->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/* a name without a resolver: resolved now, once (as hiredis needed) */
+
+static ngx_int_t
+ngx_llm_cache_redis_resolve_once(ngx_conf_t *cf,
+    ngx_llm_cache_redis_server_t *server)
+{
+    ngx_url_t  u;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = server->host_name;
+    u.host = server->host_name;
+    u.port = (in_port_t) server->port;
+    u.default_port = 6379;
+
+    if (ngx_inet_resolve_host(cf->pool, &u) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s in \"llm_cache_redis\" address \"%V\"",
+                           u.err ? u.err : "cannot resolve", &server->name);
+        return NGX_ERROR;
+    }
+
+    return ngx_llm_cache_redis_set_addr(cf, server, &u);
+}
+
+
+static ngx_int_t
+ngx_llm_cache_redis_set_addr(ngx_conf_t *cf,
+    ngx_llm_cache_redis_server_t *server, ngx_url_t *u)
+{
+    u_char  *p;
+
+    if (u->naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"llm_cache_redis\" address \"%V\" "
+                           "has no usable address", &server->name);
+        return NGX_ERROR;
+    }
+
+    server->host = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (server->host == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = server->host + ngx_sock_ntop(u->addrs[0].sockaddr,
+                                     u->addrs[0].socklen, server->host,
+                                     NGX_SOCKADDR_STRLEN, 0);
+    *p = '\0';
+
+    server->sockaddr = u->addrs[0].sockaddr;
+    server->socklen = u->addrs[0].socklen;
+    server->addr_name = u->addrs[0].name;
+
+    return NGX_OK;
 }
 
 
@@ -606,8 +671,8 @@ ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
     for (i = 0; i < servers->nelts; i++) {
         s[i]->log = cycle->log;
 
-        if (s[i]->tls_wanted && s[i]->tls == NULL) {
-            /* used by no location: it has no TLS settings */
+        if (!s[i]->attached) {
+            /* used by no location (its settings come with one) */
             continue;
         }
 

@@ -56,6 +56,7 @@ ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_add(ngx_conf_t *cf,
     ngx_array_t *servers, ngx_str_t *value, ngx_uint_t n);
 char *ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
     ngx_llm_cache_redis_server_t **redis, ngx_uint_t redis_here,
+    ngx_llm_cache_redis_server_t *prev_redis,
     ngx_llm_cache_redis_ssl_conf_t *prev_ssl,
     ngx_llm_cache_redis_ssl_conf_t *ssl, ngx_resolver_t *resolver,
     ngx_msec_t resolver_timeout);

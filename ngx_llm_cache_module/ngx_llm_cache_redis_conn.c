@@ -64,6 +64,8 @@ static void ngx_llm_cache_redis_link_ssl_handshaked(
     ngx_llm_cache_redis_link_t *lk);
 static ngx_int_t ngx_llm_cache_redis_link_check_name(ngx_connection_t *c,
     ngx_str_t *name);
+static int ngx_llm_cache_redis_link_cert_asked(ngx_ssl_conn_t *ssl_conn,
+    X509 **x509, EVP_PKEY **pkey);
 #endif
 static void ngx_llm_cache_redis_link_up(ngx_llm_cache_redis_link_t *lk);
 static void ngx_llm_cache_redis_link_send(ngx_llm_cache_redis_link_t *lk);
@@ -187,6 +189,9 @@ ngx_llm_cache_redis_link_ready(ngx_llm_cache_redis_link_t *lk)
     ngx_connection_t  *c;
 
     lk->ready = 1;
+
+    /* asked for a certificate, it took us without: optional */
+    lk->cert_asked = 0;
 
     c = lk->peer.connection;
 
@@ -451,6 +456,30 @@ ngx_llm_cache_redis_link_ssl_handshaked(ngx_llm_cache_redis_link_t *lk)
     c->write->handler = ngx_llm_cache_redis_link_write_handler;
 
     ngx_llm_cache_redis_link_up(lk);
+}
+
+
+/*
+ * Redis wants a client certificate and none is configured: with TLS 1.3
+ * the refusal comes only after the handshake, as a reset or an alert on
+ * the first read or write; the log says what it means.
+ */
+
+static int
+ngx_llm_cache_redis_link_cert_asked(ngx_ssl_conn_t *ssl_conn, X509 **x509,
+    EVP_PKEY **pkey)
+{
+    ngx_connection_t            *c;
+    ngx_llm_cache_redis_link_t  *lk;
+
+    c = ngx_ssl_get_connection(ssl_conn);
+
+    if (c && c->data) {
+        lk = c->data;
+        lk->cert_asked = 1;
+    }
+
+    return 0;
 }
 
 
@@ -834,12 +863,24 @@ static void
 ngx_llm_cache_redis_link_fail(ngx_llm_cache_redis_link_t *lk,
     const char *msg)
 {
+    u_char  *p;
+
     if (msg) {
         ngx_cpystrn(lk->errstr, (u_char *) msg, sizeof(lk->errstr));
 
     } else if (lk->errstr[0] == '\0') {
         ngx_cpystrn(lk->errstr, (u_char *) "connection failed",
                     sizeof(lk->errstr));
+    }
+
+    if (lk->cert_asked && !lk->timedout) {
+        lk->cert_asked = 0;
+
+        p = lk->errstr + ngx_strlen(lk->errstr);
+        p = ngx_snprintf(p, lk->errstr + sizeof(lk->errstr) - 1 - p,
+                         " (Redis asked for a client certificate and "
+                         "llm_cache_redis_ssl_certificate gives none)");
+        *p = '\0';
     }
 
     lk->failed = 1;
@@ -957,6 +998,23 @@ ngx_llm_cache_redis_ssl_create_conf(ngx_llm_cache_redis_ssl_conf_t *conf)
 }
 
 
+/* any llm_cache_redis_ssl_* in this block (before it is merged) */
+
+ngx_uint_t
+ngx_llm_cache_redis_ssl_conf_set(ngx_llm_cache_redis_ssl_conf_t *conf)
+{
+    return !conf->merged
+           && (conf->verify != NGX_CONF_UNSET
+               || conf->server_name != NGX_CONF_UNSET
+               || conf->protocols
+               || conf->ciphers.data
+               || conf->name.data
+               || conf->trusted_certificate.data
+               || conf->certificate.data
+               || conf->certificate_key.data);
+}
+
+
 char *
 ngx_llm_cache_redis_ssl_merge_conf(ngx_conf_t *cf,
     ngx_llm_cache_redis_ssl_conf_t *prev, ngx_llm_cache_redis_ssl_conf_t *conf)
@@ -977,6 +1035,8 @@ ngx_llm_cache_redis_ssl_merge_conf(ngx_conf_t *cf,
     ngx_conf_merge_str_value(conf->certificate, prev->certificate, "");
     ngx_conf_merge_str_value(conf->certificate_key, prev->certificate_key,
                              "");
+
+    conf->merged = 1;
 
     if (conf->certificate.len && conf->certificate_key.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1094,6 +1154,10 @@ ngx_llm_cache_redis_tls_create(ngx_conf_t *cf,
         if (ngx_ssl_certificate(cf, tls->ssl, &cert, &key, NULL) != NGX_OK) {
             return NULL;
         }
+
+    } else {
+        SSL_CTX_set_client_cert_cb(tls->ssl->ctx,
+                                   ngx_llm_cache_redis_link_cert_asked);
     }
 
     if (conf->verify) {

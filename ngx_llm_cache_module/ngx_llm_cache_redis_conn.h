@@ -43,6 +43,7 @@ typedef struct {
     ngx_str_t                           trusted_certificate;
     ngx_str_t                           certificate;
     ngx_str_t                           certificate_key;
+    ngx_uint_t                          merged;
 } ngx_llm_cache_redis_ssl_conf_t;
 
 
@@ -88,6 +89,7 @@ struct ngx_llm_cache_redis_link_s {
     unsigned                            closing:1;
     unsigned                            free_pending:1;
     unsigned                            failed:1;
+    unsigned                            cert_asked:1;  /* none to give */
 
     u_char                              errstr[256];
 };
@@ -111,6 +113,8 @@ ngx_socket_t ngx_llm_cache_redis_link_fd(ngx_llm_cache_redis_link_t *lk);
 #define ngx_llm_cache_redis_link_closing(lk)  ((lk)->closing)
 
 void ngx_llm_cache_redis_ssl_create_conf(ngx_llm_cache_redis_ssl_conf_t *conf);
+ngx_uint_t ngx_llm_cache_redis_ssl_conf_set(
+    ngx_llm_cache_redis_ssl_conf_t *conf);
 char *ngx_llm_cache_redis_ssl_merge_conf(ngx_conf_t *cf,
     ngx_llm_cache_redis_ssl_conf_t *prev,
     ngx_llm_cache_redis_ssl_conf_t *conf);
