@@ -68,7 +68,8 @@ static int ngx_llm_cache_redis_link_cert_asked(ngx_ssl_conn_t *ssl_conn,
     X509 **x509, EVP_PKEY **pkey);
 #endif
 static void ngx_llm_cache_redis_link_up(ngx_llm_cache_redis_link_t *lk);
-static void ngx_llm_cache_redis_link_send(ngx_llm_cache_redis_link_t *lk);
+static ngx_int_t ngx_llm_cache_redis_link_send(
+    ngx_llm_cache_redis_link_t *lk);
 static ngx_int_t ngx_llm_cache_redis_link_dispatch(
     ngx_llm_cache_redis_link_t *lk);
 static ngx_int_t ngx_llm_cache_redis_link_append(
@@ -284,7 +285,7 @@ ngx_llm_cache_redis_link_write_handler(ngx_event_t *wev)
     }
 
     if (lk->connected) {
-        ngx_llm_cache_redis_link_send(lk);
+        (void) ngx_llm_cache_redis_link_send(lk);
         return;
     }
 
@@ -529,15 +530,20 @@ ngx_llm_cache_redis_link_up(ngx_llm_cache_redis_link_t *lk)
     lk->connected = 1;
     lk->errstr[0] = '\0';
 
-    ngx_llm_cache_redis_link_send(lk);
+    if (ngx_llm_cache_redis_link_send(lk) != NGX_OK) {
+        /* closed: lk is gone */
+        return;
+    }
 
-    if (lk->peer.connection == c && c->read->ready && !c->read->posted) {
+    if (c->read->ready && !c->read->posted) {
         ngx_post_event(c->read, &ngx_posted_events);
     }
 }
 
 
-static void
+/* NGX_ERROR: the link failed and is freed */
+
+static ngx_int_t
 ngx_llm_cache_redis_link_send(ngx_llm_cache_redis_link_t *lk)
 {
     ssize_t            n;
@@ -556,7 +562,7 @@ ngx_llm_cache_redis_link_send(ngx_llm_cache_redis_link_t *lk)
         if (n == NGX_ERROR || n == 0) {
             c->error = 1;
             ngx_llm_cache_redis_link_fail(lk, NULL);
-            return;
+            return NGX_ERROR;
         }
 
         lk->out_pos += n;
@@ -569,7 +575,10 @@ ngx_llm_cache_redis_link_send(ngx_llm_cache_redis_link_t *lk)
 
     if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
         ngx_llm_cache_redis_link_fail(lk, "ngx_handle_write_event() failed");
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
 }
 
 
@@ -579,7 +588,7 @@ void
 ngx_llm_cache_redis_link_flush(ngx_llm_cache_redis_link_t *lk)
 {
     if (lk->connected && !lk->closing && lk->out_pos < lk->out_last) {
-        ngx_llm_cache_redis_link_send(lk);
+        (void) ngx_llm_cache_redis_link_send(lk);
     }
 }
 

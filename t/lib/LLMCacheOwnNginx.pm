@@ -220,6 +220,7 @@ sub sniffer {
 
 package LLMCacheOwnNginx::Nginx;
 
+use Cwd ();
 use File::Temp qw(tempdir);
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
@@ -297,6 +298,31 @@ sub start {
                       --error-exitcode=99);
         push @opts, "--suppressions=$LLMCacheTest::RepoRoot/valgrind.suppress"
             if -f "$LLMCacheTest::RepoRoot/valgrind.suppress";
+
+        # stock nginx's own, in every single-process run (as the runners)
+        my $bin = Cwd::abs_path($self->{bin}) // $self->{bin};
+        open my $supp, '>', "$d/nginx.supp" or die $!;
+        print $supp <<"EOS";
+{
+   nginx-core-set-environment
+   Memcheck:Leak
+   match-leak-kinds: definite,possible
+   fun:malloc
+   fun:ngx_alloc
+   fun:ngx_set_environment
+}
+{
+   nginx-core-event-process-init
+   Memcheck:Leak
+   match-leak-kinds: definite,possible
+   fun:malloc
+   fun:ngx_alloc
+   obj:$bin
+   fun:ngx_single_process_cycle
+}
+EOS
+        close $supp;
+        push @opts, "--suppressions=$d/nginx.supp";
         my $pid = fork;
         die "fork: $!" if !defined $pid;
         if ($pid == 0) {
