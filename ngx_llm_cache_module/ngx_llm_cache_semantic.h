@@ -82,6 +82,14 @@ ngx_int_t ngx_llm_cache_sem_parse_embedding(ngx_pool_t *pool, u_char *p,
 ngx_int_t ngx_llm_cache_sem_signature(ngx_llm_cache_sem_vector_t *vec,
     u_char *sig);
 
+/*
+ * The same, and the query's weights for the ranking of candidates
+ * (NGX_LLM_CACHE_SEM_SIG_BITS floats: how far the vector is from each
+ * plane)
+ */
+ngx_int_t ngx_llm_cache_sem_signature_weights(ngx_llm_cache_sem_vector_t *vec,
+    u_char *sig, float *weights);
+
 ngx_uint_t ngx_llm_cache_sem_hamming(u_char *a, u_char *b);
 
 /*
@@ -120,6 +128,15 @@ ngx_int_t ngx_llm_cache_sem_member_decode(u_char *p, size_t len,
 ngx_uint_t ngx_llm_cache_sem_candidates(u_char *sig, ngx_str_t *members,
     ngx_uint_t n, ngx_uint_t max_hamming, ngx_uint_t *out,
     ngx_uint_t max_out);
+
+/*
+ * The same filter (Hamming distance within max_hamming), the candidates
+ * ranked by the query's weights (ngx_llm_cache_sem_signature_weights()):
+ * the sum of the weights of the bits that differ
+ */
+ngx_uint_t ngx_llm_cache_sem_candidates_weighted(u_char *sig, float *weights,
+    ngx_str_t *members, ngx_uint_t n, ngx_uint_t max_hamming,
+    ngx_uint_t *out, ngx_uint_t max_out);
 
 /*
  * A vector entry (the value under P{pid}:e:<id>): the exact-layer key it
