@@ -168,6 +168,7 @@ static int ngx_llm_cache_sem_json_base64(ngx_llm_cache_sem_parse_t *ps,
     const u_char *s, size_t len);
 
 static u_char *ngx_llm_cache_sem_planes(ngx_uint_t dims);
+static void ngx_llm_cache_sem_planes_free(void *data);
 static uint64_t ngx_llm_cache_sem_splitmix64(uint64_t *state);
 static uint64_t ngx_llm_cache_sem_le64(u_char *p);
 static ngx_uint_t ngx_llm_cache_sem_popcount(uint64_t x);
@@ -221,6 +222,7 @@ static yajl_callbacks  ngx_llm_cache_sem_json_callbacks = {
 static ngx_llm_cache_sem_planes_t
     ngx_llm_cache_sem_plane_sets[NGX_LLM_CACHE_SEM_PLANE_SETS];
 static ngx_uint_t  ngx_llm_cache_sem_plane_next;
+static void       *ngx_llm_cache_sem_plane_cycle;
 
 
 /* the guards' scratch space: one text at a time, in one process */
@@ -992,7 +994,29 @@ ngx_llm_cache_sem_planes(ngx_uint_t dims)
     u_char                      *bits;
     uint64_t                     state, r;
     ngx_uint_t                   n;
+    ngx_pool_cleanup_t          *cln;
     ngx_llm_cache_sem_planes_t  *set;
+
+    /*
+     * Freed with the cycle (a worker's, at its exit): the module may be
+     * unloaded then, and valgrind would see the planes lost.  A new cycle
+     * (a reload in a single process) starts afresh; the old cycle's
+     * cleanup then finds the planes no longer its own.
+     */
+
+    if (ngx_llm_cache_sem_plane_cycle != (void *) ngx_cycle) {
+        ngx_llm_cache_sem_planes_free(ngx_llm_cache_sem_plane_cycle);
+
+        cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_llm_cache_sem_planes_free;
+        cln->data = (void *) ngx_cycle;
+
+        ngx_llm_cache_sem_plane_cycle = (void *) ngx_cycle;
+    }
 
     for (n = 0; n < NGX_LLM_CACHE_SEM_PLANE_SETS; n++) {
         if (ngx_llm_cache_sem_plane_sets[n].dims == dims) {
@@ -1032,6 +1056,29 @@ ngx_llm_cache_sem_planes(ngx_uint_t dims)
     set->bits = bits;
 
     return bits;
+}
+
+
+static void
+ngx_llm_cache_sem_planes_free(void *data)
+{
+    ngx_uint_t  n;
+
+    if (data == NULL || data != ngx_llm_cache_sem_plane_cycle) {
+        return;
+    }
+
+    for (n = 0; n < NGX_LLM_CACHE_SEM_PLANE_SETS; n++) {
+        if (ngx_llm_cache_sem_plane_sets[n].bits) {
+            ngx_free(ngx_llm_cache_sem_plane_sets[n].bits);
+        }
+
+        ngx_llm_cache_sem_plane_sets[n].dims = 0;
+        ngx_llm_cache_sem_plane_sets[n].bits = NULL;
+    }
+
+    ngx_llm_cache_sem_plane_next = 0;
+    ngx_llm_cache_sem_plane_cycle = NULL;
 }
 
 

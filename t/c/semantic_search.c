@@ -104,6 +104,10 @@ typedef struct {
 
 
 static ngx_pool_t   *pool;
+static ngx_uint_t    sem_n = SEM_N;       /* vectors per partition */
+static ngx_uint_t    sem_pairs = 2000;
+static ngx_uint_t    sem_quick;
+static ngx_cycle_t   sem_cycle;
 static ngx_uint_t    checks, failures;
 static uint64_t      rng;
 
@@ -466,7 +470,7 @@ search_property(ngx_uint_t dims, double t, ngx_uint_t partitions,
 
         vec.dims = dims;
 
-        for (attempts = 0; pt->n < SEM_N && attempts < 8 * SEM_N;
+        for (attempts = 0; pt->n < sem_n && attempts < 8 * sem_n;
              attempts++)
         {
             cl = attempts % nclusters;
@@ -681,10 +685,6 @@ search_property(ngx_uint_t dims, double t, ngx_uint_t partitions,
     check(bad_below == 0, "dims %lu t %.2f: no search hit below the "
           "threshold, none where brute force has none (%lu)",
           (unsigned long) dims, t, (unsigned long) bad_below);
-    check(eligible >= q_total / 2, "dims %lu: most queries have a "
-          "neighbour >= t (%lu of %lu; %lu hits)", (unsigned long) dims,
-          (unsigned long) eligible, (unsigned long) q_total,
-          (unsigned long) hits);
 
     /*
      * The figure of the issue, for the search the request side is to use:
@@ -693,12 +693,18 @@ search_property(ngx_uint_t dims, double t, ngx_uint_t partitions,
      * where many stored vectors crowd around the threshold ("center"
      * queries): reported, with a floor.
      */
-    check(recall[3] >= 0.99, "dims %lu t %.2f: recall %.4f >= 0.99 "
-          "(weighted ranking, 16 candidates)", (unsigned long) dims, t,
-          recall[3]);
-    check(recall[0] >= 0.95, "dims %lu t %.2f: recall %.4f >= 0.95 "
-          "(Hamming ranking, 8 candidates)", (unsigned long) dims, t,
-          recall[0]);
+    if (!sem_quick) {
+        check(eligible >= q_total / 2, "dims %lu: most queries have a "
+              "neighbour >= t (%lu of %lu; %lu hits)", (unsigned long) dims,
+              (unsigned long) eligible, (unsigned long) q_total,
+              (unsigned long) hits);
+        check(recall[3] >= 0.99, "dims %lu t %.2f: recall %.4f >= 0.99 "
+              "(weighted ranking, 16 candidates)", (unsigned long) dims, t,
+              recall[3]);
+        check(recall[0] >= 0.95, "dims %lu t %.2f: recall %.4f >= 0.95 "
+              "(Hamming ranking, 8 candidates)", (unsigned long) dims, t,
+              recall[0]);
+    }
 
     free(x);
     free(cf);
@@ -769,7 +775,7 @@ hamming_property(void)
         pass = 0;
         sum = 0;
 
-        for (n = 0; n < 2000; n++) {
+        for (n = 0; n < sem_pairs; n++) {
             random_unit(x, dims);
             a = to_float(x, dims);
             at_cosine(x, a, ts[i], dims);
@@ -790,13 +796,15 @@ hamming_property(void)
         p = acos(ts[i]) / M_PI;
 
         printf("# pairs at cosine %.2f: mean Hamming %.2f (theory %.2f), "
-               "%.4f within %lu\n", ts[i], sum / 2000.0, 256 * p,
-               pass / 2000.0, (unsigned long) h);
+               "%.4f within %lu\n", ts[i], (double) sum / sem_pairs,
+               256 * p, (double) pass / sem_pairs, (unsigned long) h);
 
-        check(fabs(sum / 2000.0 - 256 * p) < 1.0 && pass >= 1990,
+        check(fabs((double) sum / sem_pairs - 256 * p) < (sem_quick ? 3 : 1)
+              && pass >= sem_pairs - sem_pairs / 200,
               "pairs at cosine %.2f: mean Hamming %.2f near 256 p = %.2f, "
-              "%lu of 2000 pass the prefilter", ts[i], sum / 2000.0,
-              256 * p, (unsigned long) pass);
+              "%lu of %lu pass the prefilter", ts[i],
+              (double) sum / sem_pairs, 256 * p, (unsigned long) pass,
+              (unsigned long) sem_pairs);
 
         ngx_reset_pool(pool);
     }
@@ -870,6 +878,30 @@ signature_checks(void)
     check(ngx_memcmp(sig, sig2, sizeof(sig)) == 0,
           "the 1536-dim planes, evicted and made again, give the same bits");
 
+    /* a new cycle, then the old one destroyed: its planes go with it */
+
+    {
+        ngx_cycle_t            c2;
+        volatile ngx_cycle_t  *old;
+
+        ngx_memzero(&c2, sizeof(ngx_cycle_t));
+        c2.log = sem_cycle.log;
+        c2.pool = ngx_create_pool(1024, c2.log);
+
+        old = ngx_cycle;
+        ngx_cycle = &c2;
+
+        vec.dims = 1536;
+        ngx_llm_cache_sem_signature(&vec, sig2);
+        ngx_destroy_pool(c2.pool);
+
+        ngx_cycle = old;
+        ngx_llm_cache_sem_signature(&vec, sig2);
+
+        check(ngx_memcmp(sig, sig2, sizeof(sig)) == 0,
+              "planes made again in another cycle: the same bits");
+    }
+
     vec.dims = 0;
     check(ngx_llm_cache_sem_signature(&vec, sig) == NGX_ERROR,
           "signature of 0 dimensions: an error");
@@ -878,7 +910,7 @@ signature_checks(void)
 
     vec.dims = 1536;
     vec.v = v;
-    n = 2000;
+    n = sem_quick ? 20 : 2000;
 
     t0 = now_us();
     for (i = 0; i < n; i++) {
@@ -1629,9 +1661,10 @@ candidates_checks(void)
 static char *
 ngx_llm_cache_semantic_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char        *fixture;
-    ngx_str_t   *value;
-    ngx_uint_t   quick;
+    char                   *fixture;
+    ngx_str_t              *value;
+    ngx_uint_t              quick;
+    volatile ngx_cycle_t   *saved;
 
     value = cf->args->elts;
 
@@ -1641,10 +1674,31 @@ ngx_llm_cache_semantic_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     setvbuf(stdout, NULL, _IOLBF, 0);
 
+    if (quick) {
+        sem_quick = 1;
+        sem_n = 128;
+        sem_pairs = 200;
+    }
+
     pool = ngx_create_pool(16384, cf->log);
     if (pool == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    /*
+     * the signature planes are kept with the cycle (freed with its pool):
+     * a cycle of the test's own, freed at the end, the leak check sees
+     * them freed
+     */
+
+    sem_cycle.pool = ngx_create_pool(1024, cf->log);
+    if (sem_cycle.pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sem_cycle.log = cf->log;
+    saved = ngx_cycle;
+    ngx_cycle = &sem_cycle;
 
     rng = 20261202;
     printf("# seed %llu%s\n", (unsigned long long) rng,
@@ -1670,6 +1724,8 @@ ngx_llm_cache_semantic_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     search_property(384, 0.90, 1, quick ? 20 : 400);
 
     ngx_destroy_pool(pool);
+    ngx_destroy_pool(sem_cycle.pool);
+    ngx_cycle = saved;
 
     printf("done %lu checks, %lu failed\n", (unsigned long) checks,
            (unsigned long) failures);
