@@ -105,7 +105,8 @@ double ngx_llm_cache_sem_cosine(float *a, float *b, ngx_uint_t dims);
  * The guard digests of a text (NGX_LLM_CACHE_SEM_GUARD_BYTES): 4 bytes
  * each for its numbers, negations/polarity words, entities and content
  * words, each the hash of a sorted, case-folded multiset, always all four
- * (so that changing llm_cache_semantic_guard needs no re-indexing)
+ * (so that changing llm_cache_semantic_guard needs no re-indexing).
+ * English only; they only fail safe: a difference is a miss.
  */
 void ngx_llm_cache_sem_guard_digest(u_char *text, size_t len,
     u_char *digest);
@@ -114,6 +115,7 @@ void ngx_llm_cache_sem_guard_digest(u_char *text, size_t len,
 ngx_uint_t ngx_llm_cache_sem_guard_differ(u_char *a, u_char *b,
     ngx_uint_t guards);
 
+/* NGX_LLM_CACHE_SEM_MEMBER_LEN bytes; decode: NGX_OK or NGX_DECLINED */
 void ngx_llm_cache_sem_member_encode(ngx_llm_cache_sem_member_t *m,
     u_char *out);
 ngx_int_t ngx_llm_cache_sem_member_decode(u_char *p, size_t len,
@@ -121,9 +123,9 @@ ngx_int_t ngx_llm_cache_sem_member_decode(u_char *p, size_t len,
 
 /*
  * The prefilter: of the n members (ZSET members as Redis returned them,
- * malformed ones skipped), the indices of at most max_out whose signature
- * is within max_hamming of sig, nearest first.  Guards are not looked at
- * here: the caller tells a guard rejection from a plain miss.
+ * malformed ones skipped), the indices of at most max_out (64 at most)
+ * whose signature is within max_hamming of sig, nearest first.  Guards are
+ * not looked at here: the caller tells a guard rejection from a plain miss.
  */
 ngx_uint_t ngx_llm_cache_sem_candidates(u_char *sig, ngx_str_t *members,
     ngx_uint_t n, ngx_uint_t max_hamming, ngx_uint_t *out,
@@ -140,9 +142,12 @@ ngx_uint_t ngx_llm_cache_sem_candidates_weighted(u_char *sig, float *weights,
 
 /*
  * A vector entry (the value under P{pid}:e:<id>): the exact-layer key it
- * answers from and the vector as float32s.  Decode checks the format and
- * that the entry has dims values; the vector is copied into pool memory
- * (alignment) and the key points into p.
+ * answers from and the vector as float32s: "LLMS1 <dims> <key length>\n",
+ * the key, dims little-endian float32s.  Decode checks the format and
+ * that the entry has dims values (any number when dims is 0), all finite;
+ * the vector is copied into pool memory (alignment) and the key points
+ * into p.  Encode: NGX_OK or NGX_ERROR; decode: NGX_OK, NGX_DECLINED (not
+ * an entry) or NGX_ERROR (no memory).
  */
 ngx_int_t ngx_llm_cache_sem_entry_encode(ngx_pool_t *pool,
     ngx_llm_cache_sem_vector_t *vec, ngx_str_t *key, ngx_str_t *out);

@@ -2007,9 +2007,9 @@ ngx_llm_cache_sem_word(ngx_llm_cache_sem_guard_t *g, u_char *w, size_t len,
 
     /* n't, n’t */
 
-    if ((len >= 4 && w[len - 1] == 't' && w[len - 2] == '\''
+    if ((len >= 4 && (w[len - 1] | 0x20) == 't' && w[len - 2] == '\''
          && (w[len - 3] | 0x20) == 'n')
-        || (len >= 6 && w[len - 1] == 't' && w[len - 2] == 0x99
+        || (len >= 6 && (w[len - 1] | 0x20) == 't' && w[len - 2] == 0x99
             && w[len - 3] == 0x80 && w[len - 4] == 0xe2
             && (w[len - 5] | 0x20) == 'n'))
     {
