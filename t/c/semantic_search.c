@@ -975,6 +975,8 @@ static guard_case_t  guard_cases[] = {
     { "Isn't port 80 closed?", "Is port 80 not closed?", G_NEG, 0 },
     { "Isn\xe2\x80\x99t it enabled?", "Is it not enabled?", G_NEG, 0 },
     { "I can't log in", "I cannot log in", G_NEG, 0 },
+    { "ISN'T IT ENABLED?", "isn't it enabled?", G_NEG, 0 },
+    { "DOES IT WORK?", "DOESN'T IT WORK?", G_NEG, 1 },
     { "How do I enable gzip?", "How do I disable gzip?", G_NEG, 1 },
     { "How do I enable gzip in nginx?", "How can I turn on gzip "
       "compression in nginx?", G_NEG, 0 },
