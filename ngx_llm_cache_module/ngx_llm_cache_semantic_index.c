@@ -2356,7 +2356,10 @@ ngx_llm_cache_sem_stems(u_char *w, size_t len,
 }
 
 
-/* the length of a non-ASCII punctuation mark at p: “ ” ‘ ’ – — … nbsp */
+/*
+ * The length of a non-ASCII punctuation mark at p: curly quotes, dashes,
+ * an ellipsis, a no-break space, guillemets
+ */
 
 static size_t
 ngx_llm_cache_sem_punct(u_char *p, u_char *end)

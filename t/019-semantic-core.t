@@ -73,7 +73,8 @@ my ($rc, $out) = run_cmd($cc, qw(-shared -fPIC -O -g -W -Wall -Wpointer-arith
                                   -Wno-unused-parameter -Werror),
                          @incs, '-I', "$repo/ngx_llm_cache_module",
                          "$repo/t/c/semantic_search.c",
-                         "$repo/ngx_llm_cache_module/ngx_llm_cache_semantic_index.c",
+                         "$repo/ngx_llm_cache_module/"
+                         . "ngx_llm_cache_semantic_index.c",
                          '-o', $so, '-lyajl', '-lm');
 if (!is($rc, 0, "t/c/semantic_search.c compiles against $tree")) {
     diag($out);
@@ -158,8 +159,8 @@ is($rc, 0, 'nginx -t with the property test: exit 0'
            . ($valgrind ? ' (under valgrind: no memcheck error, no leak)' : ''))
     or diag($out);
 ok($done && $done->[0] >= 150 && $done->[1] == 0,
-   'the checks ran to the end: ' . ($done ? "$done->[0] checks, $done->[1] failed"
-                                          : 'no "done" line'));
+   'the checks ran to the end: '
+   . ($done ? "$done->[0] checks, $done->[1] failed" : 'no "done" line'));
 
 if (!$valgrind) {
     for my $key ('384/0.95', '1536/0.95') {
