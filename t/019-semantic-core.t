@@ -145,7 +145,7 @@ for my $line (split /\n/, $out) {
         my ($dims, $t, $rest) = ($1, $2, $3);
         $recall{"$dims/$t"} = { map { split /=/ } split ' ', $rest };
         diag($line);
-    } elsif ($line =~ /^(signature_cost|max_hamming) /) {
+    } elsif ($line =~ /^(signature_cost|candidates_cost|max_hamming) /) {
         $cost = $line if $1 eq 'signature_cost';
         diag($line);
     } elsif ($line =~ /^done (\d+) checks, (\d+) failed/) {

@@ -502,6 +502,37 @@ search_property(ngx_uint_t dims, double t, ngx_uint_t partitions,
                (unsigned long) dims, tight ? "tight" : "spread",
                (unsigned long) pt->n, (unsigned long) attempts);
 
+        /* the prefilter's cost, for a stored vector of a crowded one */
+
+        if (part == partitions - 1 && !sem_quick) {
+            ngx_uint_t  outs[64];
+            double      t0, t1, t2;
+
+            vec.v = pt->st[0].v;
+            ngx_llm_cache_sem_signature_weights(&vec, sig, weights);
+
+            t0 = now_us();
+            for (k = 0; k < 200; k++) {
+                ngx_llm_cache_sem_candidates(sig, pt->members, pt->nm,
+                                             pt->maxh, outs, 8);
+            }
+            t1 = now_us();
+            for (k = 0; k < 200; k++) {
+                ngx_llm_cache_sem_candidates_weighted(sig, weights,
+                                                      pt->members, pt->nm,
+                                                      pt->maxh, outs, 16);
+            }
+            t2 = now_us();
+
+            printf("candidates_cost dims=%lu members=%lu within=%lu "
+                   "hamming_8_us=%.1f weighted_16_us=%.1f\n",
+                   (unsigned long) dims, (unsigned long) pt->nm,
+                   (unsigned long) ngx_llm_cache_sem_candidates(sig,
+                                       pt->members, pt->nm, pt->maxh, outs,
+                                       64),
+                   (t1 - t0) / 200, (t2 - t1) / 200);
+        }
+
         pt->candidates = 0;
 
         for (n = 0; n < queries; n++) {
