@@ -134,7 +134,10 @@ ngx_uint_t ngx_llm_cache_sem_candidates(u_char *sig, ngx_str_t *members,
 /*
  * The same filter (Hamming distance within max_hamming), the candidates
  * ranked by the query's weights (ngx_llm_cache_sem_signature_weights()):
- * the sum of the weights of the bits that differ
+ * the sum of the weights of the bits that differ.  Where many stored
+ * vectors crowd around the threshold, 8 candidates by Hamming distance
+ * find 96-99% of what brute force finds, 16 ranked so 99% and more
+ * (t/019-semantic-core.t)
  */
 ngx_uint_t ngx_llm_cache_sem_candidates_weighted(u_char *sig, float *weights,
     ngx_str_t *members, ngx_uint_t n, ngx_uint_t max_hamming,
