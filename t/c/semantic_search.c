@@ -955,8 +955,11 @@ signature_checks(void)
 
     printf("signature_cost dims=1536 us=%.1f\n", (t1 - t0) / n);
 
-    check((t1 - t0) / n < 10000, "a 1536-dim signature costs %.1f us",
-          (t1 - t0) / n);
+    /* a bound for a machine however busy; not under valgrind */
+    if (!sem_quick) {
+        check((t1 - t0) / n < 10000, "a 1536-dim signature costs %.1f us",
+              (t1 - t0) / n);
+    }
 }
 
 
