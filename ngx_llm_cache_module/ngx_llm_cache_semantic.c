@@ -71,6 +71,7 @@ struct ngx_llm_cache_sem_ctx_s {
     ngx_msec_t                     embed_start;
     ngx_llm_cache_sem_vector_t     vec;
     u_char                         sig[NGX_LLM_CACHE_SEM_SIG_BYTES];
+    float                          weights[NGX_LLM_CACHE_SEM_SIG_BITS];
 
     ngx_str_t                     *members;       /* the index, copied */
     ngx_uint_t                     nmembers;
@@ -750,7 +751,10 @@ ngx_llm_cache_semantic_embed_done(ngx_http_request_t *sr, void *data,
                                                   &sem->vec, &reason))
         {
         case NGX_OK:
-            if (ngx_llm_cache_sem_signature(&sem->vec, sem->sig) != NGX_OK) {
+            if (ngx_llm_cache_sem_signature_weights(&sem->vec, sem->sig,
+                                                    sem->weights)
+                != NGX_OK)
+            {
                 ngx_str_set(&reason, "no memory for the signature");
                 break;
             }
@@ -838,8 +842,8 @@ ngx_llm_cache_semantic_resume(ngx_http_request_t *r)
         return;
     }
 
-    sem->ncand = ngx_llm_cache_sem_candidates(sem->sig, sem->members,
-                     sem->nmembers,
+    sem->ncand = ngx_llm_cache_sem_candidates_weighted(sem->sig,
+                     sem->weights, sem->members, sem->nmembers,
                      ngx_llm_cache_sem_max_hamming(
                                  (double) lcf->semantic.threshold / 10000),
                      sem->cand, NGX_LLM_CACHE_SEM_CANDIDATES);
