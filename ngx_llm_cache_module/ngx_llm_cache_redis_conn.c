@@ -42,6 +42,9 @@
 
 #define NGX_LLM_CACHE_REDIS_LINK_OUT       4096
 
+/* an output buffer grown past this (a large entry stored) is not kept */
+#define NGX_LLM_CACHE_REDIS_LINK_OUT_KEEP  65536
+
 #define NGX_LLM_CACHE_REDIS_VERIFY_DEPTH   9
 
 
@@ -569,6 +572,12 @@ ngx_llm_cache_redis_link_send(ngx_llm_cache_redis_link_t *lk)
     }
 
     if (lk->out_pos == lk->out_last) {
+        if (lk->out_end - lk->out > NGX_LLM_CACHE_REDIS_LINK_OUT_KEEP) {
+            ngx_free(lk->out);
+            lk->out = NULL;
+            lk->out_end = NULL;
+        }
+
         lk->out_pos = lk->out;
         lk->out_last = lk->out;
     }
