@@ -267,3 +267,74 @@ calls=0
 --- must_die
 --- error_log
 invalid value "refuse"
+
+
+
+=== TEST 21: llm_cache_redis_ssl_certificate without its key
+--- config
+    location /v1/ {
+        llm_cache_redis rediss://127.0.0.1:6380;
+        llm_cache_redis_ssl_certificate /etc/nginx/redis-client.crt;
+        llm_cache_pass /_llm;
+    }
+--- must_die
+--- error_log
+no "llm_cache_redis_ssl_certificate_key" for "llm_cache_redis_ssl_certificate" "/etc/nginx/redis-client.crt"
+
+
+
+=== TEST 22: TLS settings next to a clear-text llm_cache_redis (clear text by mistake)
+--- http_config
+    llm_cache_redis 127.0.0.1:6379;
+    llm_cache_redis_ssl_verify on;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+--- must_die
+--- error_log
+"llm_cache_redis_ssl_*" directives need a "rediss://" address in "llm_cache_redis", not "127.0.0.1:6379"
+
+
+
+=== TEST 23: rediss:// on a unix socket
+--- config
+    location /v1/ {
+        llm_cache_redis rediss://unix:/tmp/redis.sock;
+        llm_cache_pass /_llm;
+    }
+--- must_die
+--- error_log
+"llm_cache_redis" "rediss://unix:/tmp/redis.sock": Redis has no TLS on a unix socket
+
+
+
+=== TEST 24: llm_cache_redis_ssl_protocols with an unknown protocol
+--- config
+    location /v1/ {
+        llm_cache_redis rediss://127.0.0.1:6380;
+        llm_cache_redis_ssl_protocols TLSv1.3 TLSv9;
+        llm_cache_pass /_llm;
+    }
+--- must_die
+--- error_log
+invalid value "TLSv9"
+
+
+
+=== TEST 25: rediss:// without a CA file verifies against the system's trust store; a clear-text address elsewhere is unaffected
+--- http_config
+    llm_cache_redis_ssl_name redis.example;
+--- config
+    location /v1/ {
+        llm_cache_redis rediss://127.0.0.1:$TEST_NGINX_CLOSED_PORT connect_timeout=100ms;
+        llm_cache_pass /_llm;
+    }
+    location /v2/ {
+        llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        llm_cache_pass /_llm;
+    }
+--- request
+GET /__stats
+--- response_body
+calls=0
