@@ -555,7 +555,7 @@ ngx_llm_cache_redis_merge(ngx_conf_t *cf, ngx_array_t *servers,
     t->resolver_timeout = resolver_timeout;
     t->tls = NULL;
 
-    if (t->sockaddr == NULL && resolver == NULL
+    if (t->is_name && t->sockaddr == NULL && resolver == NULL
         && ngx_llm_cache_redis_resolve_once(cf, t) != NGX_OK)
     {
         return NGX_CONF_ERROR;
