@@ -288,6 +288,7 @@ is(system($nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-s', 'quit'), 0,
 ok(wait_until(sub { gone($master) }, 10), 'nginx exits');
 
 my $log = error_log();
+if ($ENV{LLM_CACHE_SENTINEL_LOG}) { open my $c, ">", $ENV{LLM_CACHE_SENTINEL_LOG}; print $c $log; close $c; }
 unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg');
 unlike($log, qr/open socket #\d+ left/, 'no connection left open');
 unlike($log, qr/exited on signal/, 'no worker crashed');

@@ -16,6 +16,15 @@ package LLMCacheSentinel;
 #   $s->kill_master;              # SIGKILL
 #   $s->wait_switch;              # the sentinels name the replica
 #   $s->restart_replica;          # the old master back, as a replica
+#
+# start(monitor_replica => 'other') has the sentinels also monitor the
+# replica as a master named 'other' (its ROLE says slave).
+#
+#   my $port = LLMCacheSentinel::fake($p1, $p2, ...);
+#
+# starts a fake sentinel on a free port: its n-th SENTINEL
+# get-master-addr-by-name answer is 127.0.0.1:$pn (the last one repeats),
+# AUTH is +OK, SUBSCRIBE is confirmed and nothing is ever published.
 
 use strict;
 use warnings;
@@ -31,7 +40,6 @@ sub start {
         sentinel_password => $o{sentinel_password},
         down_after        => $o{down_after} // 1000,
         failover_timeout  => $o{failover_timeout} // 4000,
-        monitor           => $o{monitor} // [],   # more [name, port]
         dir               => $LLMCacheTest::TmpDir,
         n                 => 0,
     }, $class;
@@ -48,7 +56,9 @@ sub start {
         my $name = $self->{name};
         open my $f, '>', $conf or die "$conf: $!\n";
         print $f "port $port\nbind 127.0.0.1\ndir $self->{dir}\n";
-        for my $m ([$name, $self->{master_port}], @{$self->{monitor}}) {
+        my @more = defined $o{monitor_replica}
+                   ? ([$o{monitor_replica}, $self->{replica_port}]) : ();
+        for my $m ([$name, $self->{master_port}], @more) {
             my ($n, $p) = @$m;
             print $f "sentinel monitor $n 127.0.0.1 $p 2\n"
                    . "sentinel down-after-milliseconds $n "
@@ -191,6 +201,83 @@ sub wait_ready {
         return 1;
     }, $timeout // 60);
     return $ok;
+}
+
+# the fake sentinel (see above), in a process of its own
+sub fake {
+    my @answers = @_;
+    my $port = LLMCacheTest::_free_port();
+    LLMCacheTest::_spawn('fake-sentinel',
+                         "$LLMCacheTest::TmpDir/fake-sentinel-$port.log",
+                         undef, $^X, "-I$LLMCacheTest::LibDir",
+                         '-MLLMCacheSentinel', '-e',
+                         'LLMCacheSentinel::fake_main(@ARGV)', $port,
+                         @answers);
+    _wait(sub { (_command($port, undef, 'PING') // '') eq 'PONG' }, 10)
+        or die "the fake sentinel does not answer\n";
+    return $port;
+}
+
+sub _bulk { return '$' . length($_[0]) . "\r\n$_[0]\r\n" }
+
+sub fake_main {
+    my ($port, @answers) = @_;
+    require IO::Select;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $port, Proto => 'tcp',
+                                  Listen => 16, ReuseAddr => 1)
+        or die "listen on $port: $!\n";
+    my $sel = IO::Select->new($l);
+    my %in;
+    my $asked = 0;
+    while (1) {
+        for my $fh ($sel->can_read) {
+            if ($fh == $l) {
+                my $c = $l->accept or next;
+                $sel->add($c);
+                $in{$c} = '';
+                next;
+            }
+            my $n = sysread($fh, my $chunk, 4096);
+            if (!$n) {
+                $sel->remove($fh);
+                delete $in{$fh};
+                close $fh;
+                next;
+            }
+            $in{$fh} .= $chunk;
+            # whole commands: *N then N bulk strings
+            while ($in{$fh} =~ /\A\*(\d+)\r\n/) {
+                my ($argc, $pos, @args) = ($1, length($&));
+                for (1 .. $argc) {
+                    my $rest = substr($in{$fh}, $pos);
+                    last if $rest !~ /\A\$(\d+)\r\n/;
+                    last if length($rest) < length($&) + $1 + 2;
+                    push @args, substr($rest, length($&), $1);
+                    $pos += length($&) + $1 + 2;
+                }
+                last if @args < $argc;
+                substr($in{$fh}, 0, $pos) = '';
+                my $cmd = lc $args[0];
+                my $out;
+                if ($cmd eq 'sentinel') {
+                    my $p = $answers[$asked < @answers ? $asked : -1];
+                    $asked++;
+                    $out = "*2\r\n" . _bulk('127.0.0.1') . _bulk($p);
+                } elsif ($cmd eq 'subscribe') {
+                    $out = "*3\r\n" . _bulk('subscribe') . _bulk($args[1])
+                           . ":1\r\n";
+                } elsif ($cmd eq 'ping') {
+                    $out = "+PONG\r\n";
+                } elsif ($cmd eq 'auth') {
+                    $out = "+OK\r\n";
+                } else {
+                    $out = "-ERR unknown command\r\n";
+                }
+                syswrite($fh, $out);
+            }
+        }
+    }
 }
 
 sub kill_master {
