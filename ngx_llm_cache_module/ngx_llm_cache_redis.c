@@ -25,6 +25,12 @@
  * time), it is left alone for fail_timeout instead, then one command on a
  * connection set up since probes it.  hiredis owns and closes the fds; the
  * cleanup hook below only gives the nginx connection back.
+ *
+ * A Sentinel-managed master (sentinel=) has no fixed address: connect
+ * takes the one ngx_llm_cache_redis_sentinel.c knows (none known: no
+ * connection, requests fail open), a ROLE other than master refuses the
+ * connection, failures and READONLY replies are reported there, and
+ * ngx_llm_cache_redis_repoint() moves the pool when the master moves.
  */
 
 
@@ -1594,8 +1600,7 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     ngx_llm_cache_redis_conn_t  *rc;
 
     if (s->sentinel) {
-        /* the master may have moved: the sentinels are asked (at most
-         * every 500 ms) */
+        /* the master may have moved: the sentinels are asked again */
         ngx_llm_cache_redis_sentinel_failed(s->sentinel, what);
     }
 

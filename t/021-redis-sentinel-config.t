@@ -133,6 +133,7 @@ invalid parameter "127.0.0.1:26380" in "llm_cache_redis"
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- timeout: 15
 --- more_headers
 Authorization: Bearer sk-test
 --- request eval
@@ -159,6 +160,7 @@ sentinel-Pa55
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- timeout: 15
 --- more_headers
 Authorization: Bearer sk-test
 --- request eval
@@ -184,6 +186,7 @@ Wrong-Pa55-9f3e
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- timeout: 15
 --- more_headers
 Authorization: Bearer sk-test
 --- request eval
@@ -207,6 +210,7 @@ qr/\[error\] .*llm_cache: no sentinel knows master "nosuch" \(3 asked\), request
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- timeout: 15
 --- more_headers
 Authorization: Bearer sk-test
 --- request eval
@@ -233,6 +237,7 @@ with READONLY, and the sentinel is asked again.
     location /v1/ {
         llm_cache_pass /_llm;
     }
+--- timeout: 15
 --- more_headers
 Authorization: Bearer sk-test
 --- request eval
