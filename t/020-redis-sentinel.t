@@ -279,6 +279,15 @@ for my $round (1 .. 3) {
 is(scalar @off, 3, 'three failovers measured');
 diag('caching off per failover (ms): ' . join(', ', @off)) if @off;
 
+# a reload: the new workers ask the sentinels afresh, the old ones leave
+# nothing behind
+is(system($nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-s', 'reload'), 0,
+   'reload');
+ok(wait_until(sub { clients($s->{master_port}) == 4 }, 20),
+   'after the reload: 2 x 2 connections to the master, none left over');
+my @after = post(body('after reload'));
+is("@after", '200 MISS', 'after the reload: cached (MISS, stored)');
+
 my $master = do {
     open my $f, '<', "$dir/logs/nginx.pid" or die $!;
     my $p = <$f>;
