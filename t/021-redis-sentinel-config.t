@@ -8,21 +8,25 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 # does with what the sentinels say (no failover here: t/020 has those).
 # A master, a replica and three sentinels (a password on the sentinels),
 # which also monitor the replica as a master named "notmaster"; and a fake
-# sentinel that names the test Redis first, then the real master.
+# sentinel that names the test Redis first, then the real master, and
+# another that always names the test Redis and announces +switch-master
+# when told to.
 
 our $s = LLMCacheSentinel->start(name => 'mymaster',
                                  sentinel_password => 'sentinel-Pa55',
                                  monitor_replica => 'notmaster');
 our $fake = LLMCacheSentinel::fake($LLMCacheTest::RedisPort,
                                    $s->{master_port});
+our $fake2 = LLMCacheSentinel::fake($LLMCacheTest::RedisPort);
 
 $ENV{TEST_NGINX_SENTINELS} = join ' ',
                              map { "127.0.0.1:$_" } @{$s->{sentinel_ports}};
 $ENV{TEST_NGINX_FAKE_SENTINEL} = $fake;
+$ENV{TEST_NGINX_FAKE_SENTINEL2} = $fake2;
 $ENV{TEST_NGINX_SENTINEL_MASTER_PORT} = $s->{master_port};
 
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
-our @q = map { $chat =~ s/per month\?/per month? ($_)/r } 1 .. 4;
+our @q = map { $chat =~ s/per month\?/per month? ($_)/r } 1 .. 6;
 our $wait = $ENV{TEST_NGINX_USE_VALGRIND} ? 3000 : 500;
 
 repeat_each(1);
@@ -256,3 +260,40 @@ Authorization: Bearer sk-test
 --- response_body_like eval
 ["ok", "fake-1", "ok", "fake-2", "ok", "fake-3", "fake-3", "^keys=1\n",
  qr/master "mymaster" is 127\.0\.0\.1:$ENV{TEST_NGINX_REDIS_PORT} \(sentinel .*error reply "READONLY.*master "mymaster" is 127\.0\.0\.1:$ENV{TEST_NGINX_SENTINEL_MASTER_PORT} \(sentinel /s]
+
+
+
+=== TEST 13: +switch-master for our master moves the pool at once, another master's is ignored
+A fake sentinel always names the test Redis, and announces the switches
+it is told to.
+--- http_config
+    llm_cache_redis sentinel=mymaster 127.0.0.1:$TEST_NGINX_FAKE_SENTINEL2;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+    }
+    location /publish/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_FAKE_SENTINEL2;
+    }
+--- timeout: 15
+--- more_headers
+Authorization: Bearer sk-test
+--- request eval
+["GET /__sleep?ms=$::wait",
+ "POST /v1/chat/completions\n$::q[4]",
+ "GET /publish/other/$ENV{TEST_NGINX_REDIS_PORT}/$ENV{TEST_NGINX_SENTINEL_MASTER_PORT}",
+ "GET /__sleep?ms=$::wait",
+ "POST /v1/chat/completions\n$::q[4]",
+ "GET /publish/mymaster/$ENV{TEST_NGINX_REDIS_PORT}/$ENV{TEST_NGINX_SENTINEL_MASTER_PORT}",
+ "GET /__sleep?ms=$::wait",
+ "POST /v1/chat/completions\n$::q[5]",
+ "POST /v1/chat/completions\n$::q[5]",
+ "GET /__redis/keys",
+ "GET /__error_log"]
+--- response_headers_like eval
+["", "X-LLM-Cache: MISS", "", "", "X-LLM-Cache: HIT", "", "",
+ "X-LLM-Cache: MISS", "X-LLM-Cache: HIT", "", ""]
+--- response_body_like eval
+["ok", "fake-1", "ok", "ok", "fake-1", "ok", "ok", "fake-2", "fake-2",
+ "^keys=1\n",
+ qr/redis master "mymaster" moved to 127\.0\.0\.1:$ENV{TEST_NGINX_SENTINEL_MASTER_PORT} \(\+switch-master from sentinel 127\.0\.0\.1:$ENV{TEST_NGINX_FAKE_SENTINEL2}\)/]

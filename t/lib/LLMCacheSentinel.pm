@@ -24,7 +24,10 @@ package LLMCacheSentinel;
 #
 # starts a fake sentinel on a free port: its n-th SENTINEL
 # get-master-addr-by-name answer is 127.0.0.1:$pn (the last one repeats),
-# AUTH is +OK, SUBSCRIBE is confirmed and nothing is ever published.
+# AUTH is +OK, SUBSCRIBE is confirmed; an HTTP request
+# `GET /publish/<name>/<old port>/<new port>` to it (proxied by nginx)
+# publishes +switch-master "<name> 127.0.0.1 <old> 127.0.0.1 <new>" to its
+# subscribers and answers `ok`.
 
 use strict;
 use warnings;
@@ -228,7 +231,7 @@ sub fake_main {
                                   Listen => 16, ReuseAddr => 1)
         or die "listen on $port: $!\n";
     my $sel = IO::Select->new($l);
-    my %in;
+    my (%in, %subscribed);
     my $asked = 0;
     while (1) {
         for my $fh ($sel->can_read) {
@@ -242,10 +245,23 @@ sub fake_main {
             if (!$n) {
                 $sel->remove($fh);
                 delete $in{$fh};
+                delete $subscribed{$fh};
                 close $fh;
                 next;
             }
             $in{$fh} .= $chunk;
+            if ($in{$fh} =~ m{\AGET /publish/([^/ ]+)/(\d+)/(\d+) .*?\r\n\r\n}s) {
+                my $msg = "$1 127.0.0.1 $2 127.0.0.1 $3";
+                syswrite($_, "*3\r\n" . _bulk('message')
+                             . _bulk('+switch-master') . _bulk($msg))
+                    for values %subscribed;
+                syswrite($fh, "HTTP/1.0 200 OK\r\nContent-Type: text/plain"
+                              . "\r\nContent-Length: 3\r\n\r\nok\n");
+                $sel->remove($fh);
+                delete $in{$fh};
+                close $fh;
+                next;
+            }
             # whole commands: *N then N bulk strings
             while ($in{$fh} =~ /\A\*(\d+)\r\n/) {
                 my ($argc, $pos, @args) = ($1, length($&));
@@ -265,6 +281,7 @@ sub fake_main {
                     $asked++;
                     $out = "*2\r\n" . _bulk('127.0.0.1') . _bulk($p);
                 } elsif ($cmd eq 'subscribe') {
+                    $subscribed{$fh} = $fh;
                     $out = "*3\r\n" . _bulk('subscribe') . _bulk($args[1])
                            . ":1\r\n";
                 } elsif ($cmd eq 'ping') {
