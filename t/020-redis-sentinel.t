@@ -39,7 +39,7 @@ my $s = LLMCacheSentinel->start(name => 'mymaster',
                                 password => 'master-Pa55',
                                 sentinel_password => 'sentinel-Pa55');
 ok($s->wait_ready(60), 'master, replica and three sentinels are ready')
-    or BAIL_OUT('no Sentinel set-up');
+    or die "no Sentinel set-up\n";
 
 my $sentinels = join ' ', "127.0.0.1:$closed",
                           map { "127.0.0.1:$_" } @{$s->{sentinel_ports}};
