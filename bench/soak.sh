@@ -624,7 +624,7 @@ for r in "${restarts[@]}"; do
                 else if (ms - last >= 500) done = 1
                 if (!done) { n++; last = ms } }
             END { printf "at %.1f s, new master at +%d ms; %d ERROR answers, from +%d to +%d ms: caching off %d ms",
-                         a / 1000, b - a, n, first, last, last }' "$dir/logs/access.log")"
+                         a / 1000, b - a, n, first, last, last }' <(sort -n "$dir/logs/access.log"))"
     fi
 done
 [ "$i" -eq 2 ] || { row "redis restarts" "$i (expected 2)"; note "$i Redis restarts or kills, expected 2"; }
