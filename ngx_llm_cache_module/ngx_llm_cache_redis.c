@@ -27,6 +27,12 @@
  * on a set-up connection (Redis takes connections but does not answer in
  * time), it is left alone for fail_timeout instead, then one command on a
  * connection set up since probes it.
+ *
+ * A Sentinel-managed master (sentinel=) has no fixed address: connect
+ * takes the one ngx_llm_cache_redis_sentinel.c knows (none known: no
+ * connection, requests fail open), a ROLE other than master refuses the
+ * connection, failures and READONLY replies are reported there, and
+ * ngx_llm_cache_redis_repoint() moves the pool when the master moves.
  */
 
 
@@ -40,6 +46,7 @@
 
 #include "ngx_llm_cache_redis.h"
 #include "ngx_llm_cache_redis_conn.h"
+#include "ngx_llm_cache_redis_sentinel.h"
 #include "ngx_llm_cache_module.h"     /* the metrics hooks */
 
 
@@ -117,6 +124,9 @@ struct ngx_llm_cache_redis_server_s {
     ngx_resolver_t                *resolver;  /* NULL: none configured */
     ngx_msec_t                     resolver_timeout;
 
+    /* a Sentinel-managed master: host and port come from there */
+    ngx_llm_cache_redis_sentinel_t *sentinel;
+
     /* the worker's side */
     ngx_llm_cache_redis_conn_t    *conns;
     ngx_llm_cache_redis_conn_t    *prober;    /* reopened at once */
@@ -161,6 +171,10 @@ static void ngx_llm_cache_redis_setup_reply(ngx_llm_cache_redis_link_t *lk,
     void *reply, void *privdata);
 static void ngx_llm_cache_redis_name_reply(ngx_llm_cache_redis_link_t *lk,
     void *reply, void *privdata);
+static void ngx_llm_cache_redis_role_reply(ngx_llm_cache_redis_link_t *lk,
+    void *reply, void *privdata);
+static ngx_int_t ngx_llm_cache_redis_peer_addr(
+    ngx_llm_cache_redis_conn_t *rc, u_char *host, int port);
 static ngx_llm_cache_redis_conn_t *ngx_llm_cache_redis_pick(
     ngx_llm_cache_redis_server_t *s, ngx_log_t *log, const char *what,
     ngx_uint_t probe);
@@ -253,7 +267,7 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
     ngx_int_t                      db, num;
     ngx_str_t                      addr;
     ngx_url_t                      u;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, first;
     ngx_llm_cache_redis_server_t  *server;
 
     server = ngx_pcalloc(cf->pool, sizeof(ngx_llm_cache_redis_server_t));
@@ -268,7 +282,30 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
     server->fail_timeout = 3000;
     server->name = value[1];
 
-    for (i = 2; i < n; i++) {
+    first = 2;
+
+    if (ngx_strncmp(value[1].data, "sentinel=", 9) == 0) {
+        /* the sentinels' addresses, then the parameters */
+        server->sentinel = ngx_llm_cache_redis_sentinel_create(cf, value, n,
+                                                               &first);
+        if (server->sentinel == NULL) {
+            return NULL;
+        }
+    }
+
+    for (i = first; i < n; i++) {
+
+        if (ngx_strncmp(value[i].data, "sentinel_", 9) == 0) {
+            if (server->sentinel) {
+                /* taken by ngx_llm_cache_redis_sentinel_create() */
+                continue;
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"llm_cache_redis\" sentinel_* parameters "
+                               "need sentinel=");
+            return NULL;
+        }
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             db = ngx_atoi(value[i].data + 3, value[i].len - 3);
@@ -357,6 +394,10 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"llm_cache_redis\" user= needs password=");
         return NULL;
+    }
+
+    if (server->sentinel) {
+        return server;
     }
 
     addr = value[1];
@@ -697,6 +738,15 @@ ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
 
             ngx_llm_cache_redis_connect(rc);
         }
+
+        if (s[i]->sentinel
+            && ngx_llm_cache_redis_sentinel_init_worker(s[i]->sentinel, s[i],
+                                                        s[i]->connect_timeout,
+                                                        cycle->log)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -714,6 +764,10 @@ ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
 
     for (i = 0; i < servers->nelts; i++) {
         s[i]->exiting = 1;
+
+        if (s[i]->sentinel) {
+            ngx_llm_cache_redis_sentinel_exit_worker(s[i]->sentinel);
+        }
 
         if (s[i]->tripped) {
             /* the gauge of open breakers is shared: this one goes */
@@ -763,7 +817,29 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
 {
     ngx_llm_cache_redis_server_t *s = rc->server;
 
+    int                  port;
+    u_char              *host;
     ngx_resolver_ctx_t  *ctx;
+
+    if (s->sentinel) {
+        if (ngx_llm_cache_redis_sentinel_address(s->sentinel, &host, &port)
+            != NGX_OK)
+        {
+            /* no master known yet: the sentinels' answer opens it (repoint) */
+            return;
+        }
+
+        if (ngx_llm_cache_redis_peer_addr(rc, host, port) != NGX_OK) {
+            ngx_llm_cache_redis_failed(s, NULL, s->log, "connect failed",
+                                       "not an IP address", 0);
+            ngx_llm_cache_redis_schedule(rc);
+            return;
+        }
+
+        ngx_llm_cache_redis_open(rc, &rc->sockaddr.sockaddr, rc->socklen,
+                                 &rc->addr_name);
+        return;
+    }
 
     if (s->resolver == NULL || !s->is_name) {
         ngx_llm_cache_redis_open(rc, s->sockaddr, s->socklen, &s->addr_name);
@@ -849,6 +925,49 @@ ngx_llm_cache_redis_resolved(ngx_resolver_ctx_t *ctx)
 }
 
 
+/* the master's address as a sentinel names it: IP text and a port */
+
+static ngx_int_t
+ngx_llm_cache_redis_peer_addr(ngx_llm_cache_redis_conn_t *rc, u_char *host,
+    int port)
+{
+    size_t     len;
+    in_addr_t  addr;
+
+    len = ngx_strlen(host);
+
+    ngx_memzero(&rc->sockaddr, sizeof(ngx_sockaddr_t));
+
+    addr = ngx_inet_addr(host, len);
+
+    if (addr != INADDR_NONE) {
+        rc->sockaddr.sockaddr_in.sin_family = AF_INET;
+        rc->sockaddr.sockaddr_in.sin_addr.s_addr = addr;
+        rc->socklen = sizeof(struct sockaddr_in);
+
+#if (NGX_HAVE_INET6)
+    } else if (ngx_inet6_addr(host, len,
+                              rc->sockaddr.sockaddr_in6.sin6_addr.s6_addr)
+               == NGX_OK)
+    {
+        rc->sockaddr.sockaddr_in6.sin6_family = AF_INET6;
+        rc->socklen = sizeof(struct sockaddr_in6);
+#endif
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    ngx_inet_set_port(&rc->sockaddr.sockaddr, (in_port_t) port);
+
+    rc->addr_name.data = rc->addr_text;
+    rc->addr_name.len = ngx_sock_ntop(&rc->sockaddr.sockaddr, rc->socklen,
+                                      rc->addr_text, NGX_SOCKADDR_STRLEN, 1);
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_llm_cache_redis_open(ngx_llm_cache_redis_conn_t *rc,
     struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name)
@@ -913,6 +1032,16 @@ ngx_llm_cache_redis_open(ngx_llm_cache_redis_conn_t *rc,
     if (s->db >= 0
         && ngx_llm_cache_redis_link_commandf(lk,
                ngx_llm_cache_redis_setup_reply, rc, "SELECT %d", (int) s->db)
+           == NGX_OK)
+    {
+        rc->setup_pending++;
+    }
+
+    /* what the sentinels named is used only if it is still a master */
+
+    if (s->sentinel
+        && ngx_llm_cache_redis_link_commandf(lk,
+               ngx_llm_cache_redis_role_reply, rc, "ROLE")
            == NGX_OK)
     {
         rc->setup_pending++;
@@ -1180,6 +1309,37 @@ ngx_llm_cache_redis_name_reply(ngx_llm_cache_redis_link_t *lk,
 }
 
 
+/* ROLE on a Sentinel-managed master's connection: "master", or it goes */
+
+static void
+ngx_llm_cache_redis_role_reply(ngx_llm_cache_redis_link_t *lk,
+    void *reply, void *privdata)
+{
+    ngx_llm_cache_redis_conn_t  *rc = privdata;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (ngx_llm_cache_redis_sentinel_role(rc->server->sentinel, reply)
+        != NGX_OK)
+    {
+        /* counted as a failure, which asks the sentinels again */
+        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
+                                   "connect failed", "not a master (ROLE)",
+                                   0);
+        ngx_llm_cache_redis_link_free(lk);
+        return;
+    }
+
+    if (--rc->setup_pending == 0
+        && rc->state == NGX_LLM_CACHE_REDIS_CONNECTING)
+    {
+        ngx_llm_cache_redis_ready(rc);
+    }
+}
+
+
 /*
  * The first ready connection with fewer than NGX_LLM_CACHE_REDIS_PIPELINE
  * replies outstanding, else the ready one with the fewest: commands pile
@@ -1341,6 +1501,11 @@ ngx_llm_cache_redis_reply(ngx_llm_cache_redis_link_t *lk, void *reply,
         /* an answer all the same: Redis is there and refused this one */
         rc = NGX_ABORT;
         ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
+
+        if (s->sentinel && ngx_strncmp(rr->str, "READONLY", 8) == 0) {
+            /* a demoted master: the sentinels know the new one */
+            ngx_llm_cache_redis_sentinel_failed(s->sentinel, "READONLY");
+        }
 
     } else {
         rc = NGX_OK;
@@ -1634,6 +1799,11 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     ngx_uint_t                   i;
     ngx_llm_cache_redis_conn_t  *rc;
 
+    if (s->sentinel) {
+        /* the master may have moved: the sentinels are asked again */
+        ngx_llm_cache_redis_sentinel_failed(s->sentinel, what);
+    }
+
     ngx_llm_cache_redis_log_failure(s, log, what, detail);
     ngx_llm_cache_metrics_redis_event(s, &s->name,
                                       NGX_LLM_CACHE_METRICS_REDIS_FAILURE);
@@ -1694,6 +1864,62 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
             rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
             ngx_llm_cache_redis_link_free(rc->link);
+        }
+    }
+}
+
+
+/*
+ * The sentinels name another master (ngx_llm_cache_redis_sentinel.c): the
+ * connections to the old one go (the commands on them fail open) and each
+ * is reopened at once, to the new address.  The breaker, if open, closes
+ * when the first is set up: the old master's slowness says nothing of the
+ * new one.
+ */
+
+void
+ngx_llm_cache_redis_repoint(ngx_llm_cache_redis_server_t *s)
+{
+    ngx_uint_t                   i;
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    if (s->conns == NULL || s->exiting) {
+        return;
+    }
+
+    /* none is picked by what the failing commands' handlers send */
+
+    for (i = 0; i < s->pool_size; i++) {
+        s->conns[i].state = NGX_LLM_CACHE_REDIS_DOWN;
+    }
+
+    for (i = 0; i < s->pool_size; i++) {
+        rc = &s->conns[i];
+
+        if (rc->link && !ngx_llm_cache_redis_link_closing(rc->link)) {
+            ngx_llm_cache_redis_link_free(rc->link);
+        }
+    }
+
+    s->prober = NULL;
+    s->slow = 0;
+
+    for (i = 0; i < s->pool_size; i++) {
+        rc = &s->conns[i];
+
+        if (rc->reconnect.timer_set) {
+            ngx_del_timer(&rc->reconnect);
+        }
+
+        rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+
+        if (rc->resolving) {
+            ngx_resolve_name_done(rc->resolving);
+            rc->resolving = NULL;
+        }
+
+        if (rc->link == NULL) {
+            ngx_llm_cache_redis_connect(rc);
         }
     }
 }
