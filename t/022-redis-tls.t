@@ -162,6 +162,9 @@ my $log = $nginx->error_log;
 like($log, qr/\[error\] .*llm_cache: redis "rediss:\/\/127\.0\.0\.1:$sniff{other}{port}" connect failed: SSL certificate verify error: \(\d+:[^)]+\) for "127\.0\.0\.1"/,
      'the verify error is logged, with OpenSSL\'s reason and the host');
 is(dbsize($redis{other}), '0', 'nothing stored on the untrusted server');
+ok(wait_until(sub {
+       $nginx->error_log =~ /redis "rediss:\/\/127\.0\.0\.1:$sniff{other}{port}" failed \d+ times in a row/
+   }, 10), 'verification failures count for the circuit breaker');
 $first = first_bytes('other');
 ok(@$first >= 1, 'the untrusted server was contacted');
 is_deeply([grep { $_ ne '16' } @$first], [], 'only ever with TLS');
