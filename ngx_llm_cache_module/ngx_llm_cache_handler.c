@@ -192,12 +192,24 @@ ngx_llm_cache_body_handler(ngx_http_request_t *r)
 static void
 ngx_llm_cache_lookup(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
 {
+    ngx_int_t                  rc;
     ngx_llm_cache_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "llm_cache: lookup \"%V\"", &ctx->key);
+
+    /* L1 first (ngx_llm_cache_l1.c): a hit there costs no round trip */
+
+    if (lcf->l1) {
+        rc = ngx_llm_cache_l1_lookup(r, ctx);
+
+        if (rc != NGX_DECLINED) {
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+    }
 
     ctx->op = ngx_llm_cache_redis_get(lcf->redis, &ctx->key,
                                       lcf->redis_timeout,
@@ -246,10 +258,17 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
         /* found by the look-up after taking the lock: no need of it */
         ngx_llm_cache_lock_release(ctx);
 
+        ctx->tier = NGX_LLM_CACHE_TIER_REDIS;
+
         rc = ngx_llm_cache_send_entry(r, ctx, value,
                                       NGX_LLM_CACHE_STATUS_HIT);
 
+        if (rc != NGX_DECLINED && lcf->l1) {
+            ngx_llm_cache_l1_fill(r, ctx, value);
+        }
+
         if (rc == NGX_DECLINED) {
+            ctx->tier = NGX_LLM_CACHE_TIER_NONE;
             /* refused entry: answer from the provider and replace it */
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "llm_cache: malformed entry under \"%V\", "

@@ -390,6 +390,20 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       0,
       NULL },
 
+    { ngx_string("llm_cache_l1_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_llm_cache_l1_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_cache_l1"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_llm_cache_l1_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -532,6 +546,7 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->max_size = NGX_CONF_UNSET_SIZE;
     conf->invalid_json = NGX_CONF_UNSET_UINT;
     conf->stale_ttl = NGX_CONF_UNSET;
+    conf->l1 = NGX_CONF_UNSET_PTR;
 
     conf->semantic.mode = NGX_CONF_UNSET_UINT;
     conf->semantic.dimensions = NGX_CONF_UNSET_UINT;
@@ -670,6 +685,10 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_llm_cache_semantic_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_llm_cache_l1_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -966,7 +985,11 @@ ngx_llm_cache_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_llm_cache_redis_init_worker(cycle, lmcf->servers);
+    if (ngx_llm_cache_redis_init_worker(cycle, lmcf->servers) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_llm_cache_l1_init_worker(cycle, lmcf->l1_zones);
 }
 
 
@@ -981,6 +1004,7 @@ ngx_llm_cache_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_llm_cache_l1_exit_worker(lmcf->l1_zones);
     ngx_llm_cache_redis_exit_worker(lmcf->servers);
 }
 

@@ -17,6 +17,7 @@
 #include "ngx_llm_cache_json.h"
 #include "ngx_llm_cache_sse.h"
 #include "ngx_llm_cache_semantic.h"
+#include "ngx_llm_cache_l1.h"
 
 
 /* the version of the key derivation and of the stored entry format */
@@ -131,6 +132,7 @@ typedef struct {
     size_t                         metrics_size;
     ngx_uint_t                     metrics_models;
     ngx_array_t                   *prices;        /* llm_cache_price */
+    ngx_array_t                   *l1_zones;      /* llm_cache_l1_zone */
 } ngx_llm_cache_main_conf_t;
 
 
@@ -166,6 +168,11 @@ typedef struct {
     time_t                         stale_ttl;
 
     ngx_llm_cache_semantic_conf_t  semantic;
+
+    /* llm_cache_l1: a zone, or its shm zone until merged (l1_ref) */
+    void                          *l1;
+    ngx_str_t                      l1_name;
+    ngx_uint_t                     l1_ref;
 } ngx_llm_cache_loc_conf_t;
 
 
@@ -238,6 +245,11 @@ typedef struct {
     unsigned                       has_max_age:1;
     unsigned                       refresh:1;
     unsigned                       no_store:1;
+
+    /* L1 (ngx_llm_cache_l1.c) */
+    ngx_uint_t                     l1_seq;
+    unsigned                       l1_fill:1;
+    unsigned                       tier:2;    /* NGX_LLM_CACHE_TIER_* */
 } ngx_llm_cache_ctx_t;
 
 

@@ -2044,3 +2044,65 @@ ngx_llm_cache_redis_command(ngx_llm_cache_redis_server_t *s,
 
     return op;
 }
+
+
+/*
+ * A connection of its own to the server, outside the pool (the L1
+ * invalidation channel): AUTH and SELECT are queued, their replies go to
+ * handler.  NULL if the server has no address known here (a name
+ * resolved at each connect, a Sentinel-managed master).
+ */
+
+ngx_llm_cache_redis_link_t *
+ngx_llm_cache_redis_open_link(ngx_llm_cache_redis_server_t *s,
+    ngx_llm_cache_redis_link_reply_pt handler, void *data, ngx_log_t *log)
+{
+    ngx_llm_cache_redis_link_t  *lk;
+
+    if (s->sockaddr == NULL || s->sentinel) {
+        return NULL;
+    }
+
+    lk = ngx_llm_cache_redis_link_open(s->sockaddr, s->socklen,
+                                       &s->addr_name, s->tls,
+                                       s->connect_timeout, log);
+
+    if (lk == NULL || lk->failed) {
+        return lk;
+    }
+
+    if (!s->unix_socket) {
+        ngx_llm_cache_redis_keepalive(ngx_llm_cache_redis_link_fd(lk), log);
+    }
+
+    if (s->password.len) {
+        if (s->user.len) {
+            (void) ngx_llm_cache_redis_link_commandf(lk, handler, data,
+                                                     "AUTH %b %b",
+                                                     s->user.data,
+                                                     s->user.len,
+                                                     s->password.data,
+                                                     s->password.len);
+
+        } else {
+            (void) ngx_llm_cache_redis_link_commandf(lk, handler, data,
+                                                     "AUTH %b",
+                                                     s->password.data,
+                                                     s->password.len);
+        }
+    }
+
+    if (s->db >= 0) {
+        (void) ngx_llm_cache_redis_link_commandf(lk, handler, data,
+                                                 "SELECT %d", (int) s->db);
+    }
+
+    return lk;
+}
+
+
+ngx_str_t *
+ngx_llm_cache_redis_name(ngx_llm_cache_redis_server_t *s)
+{
+    return &s->name;
+}

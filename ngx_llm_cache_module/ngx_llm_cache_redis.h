@@ -73,6 +73,10 @@ ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_lock(
     ngx_msec_t ttl, ngx_msec_t timeout,
     ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log);
 void ngx_llm_cache_redis_cancel(ngx_llm_cache_redis_op_t *op);
+ngx_llm_cache_redis_link_t *ngx_llm_cache_redis_open_link(
+    ngx_llm_cache_redis_server_t *s,
+    ngx_llm_cache_redis_link_reply_pt handler, void *data, ngx_log_t *log);
+ngx_str_t *ngx_llm_cache_redis_name(ngx_llm_cache_redis_server_t *s);
 ngx_int_t ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *server,
     ngx_str_t *key, ngx_str_t *value, time_t ttl, ngx_str_t *lock,
     ngx_str_t *token);

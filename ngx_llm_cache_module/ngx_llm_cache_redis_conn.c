@@ -81,6 +81,8 @@ static ngx_int_t ngx_llm_cache_redis_link_append(
 static void ngx_llm_cache_redis_link_fail(ngx_llm_cache_redis_link_t *lk,
     const char *msg);
 static void ngx_llm_cache_redis_link_close(ngx_llm_cache_redis_link_t *lk);
+static ngx_uint_t ngx_llm_cache_redis_link_is_message(redisReply *rr,
+    ngx_llm_cache_redis_cb_t *cb);
 
 
 /* the read buffer: the reader copies what it is fed */
@@ -699,6 +701,21 @@ ngx_llm_cache_redis_link_dispatch(ngx_llm_cache_redis_link_t *lk)
 
         cb = lk->head;
 
+        if (lk->push && ngx_llm_cache_redis_link_is_message(reply, cb)) {
+            lk->nesting++;
+            lk->push(lk, reply, lk->data);
+            lk->nesting--;
+
+            freeReplyObject(reply);
+
+            if (lk->free_pending) {
+                ngx_llm_cache_redis_link_close(lk);
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
         if (cb == NULL) {
             rr = reply;
 
@@ -737,6 +754,28 @@ ngx_llm_cache_redis_link_dispatch(ngx_llm_cache_redis_link_t *lk)
             return NGX_ERROR;
         }
     }
+}
+
+
+/*
+ * On a subscribed link a published message may come while a command
+ * (a PING) waits: ["message", channel, data] is the subscriber's, never a
+ * command's reply; with nothing waiting, any reply is.
+ */
+
+static ngx_uint_t
+ngx_llm_cache_redis_link_is_message(redisReply *rr,
+    ngx_llm_cache_redis_cb_t *cb)
+{
+    if (cb == NULL) {
+        return 1;
+    }
+
+    return rr->type == REDIS_REPLY_ARRAY
+           && rr->elements == 3
+           && rr->element[0]->type == REDIS_REPLY_STRING
+           && rr->element[0]->len == 7
+           && ngx_strncmp(rr->element[0]->str, "message", 7) == 0;
 }
 
 

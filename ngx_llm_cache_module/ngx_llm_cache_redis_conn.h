@@ -78,6 +78,9 @@ struct ngx_llm_cache_redis_link_s {
     void                               *data;
     ngx_llm_cache_redis_link_close_pt   on_close;
 
+    /* a subscriber's messages, whatever command waits (RESP2 pub/sub) */
+    ngx_llm_cache_redis_link_reply_pt   push;
+
     ngx_log_t                          *owner_log;
     ngx_log_t                           log;        /* errors -> errstr */
 

@@ -257,6 +257,11 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         keep += lcf->stale_ttl;
     }
 
+    if (lcf->l1) {
+        /* before the SET: its own invalidation may come back first */
+        ngx_llm_cache_l1_snapshot(ctx->request, ctx);
+    }
+
     rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, keep,
                                  ctx->lock_held ? &ctx->lock_key : NULL,
                                  &ctx->lock_token);
@@ -272,6 +277,10 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         /* the unlock went right behind the entry */
         ctx->lock_held = 0;
         ctx->stored_ttl = ttl;
+
+        if (lcf->l1) {
+            ngx_llm_cache_l1_fill(ctx->request, ctx, &entry);
+        }
 
         if (ctx->sem) {
             /* a paraphrase may now be answered from it */

@@ -24,6 +24,8 @@ static ngx_int_t ngx_llm_cache_variable_semantic(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_llm_cache_variable_similarity(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_llm_cache_variable_tier(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_llm_cache_variables[] = {
@@ -48,6 +50,9 @@ static ngx_http_variable_t  ngx_llm_cache_variables[] = {
 
     { ngx_string("llm_cache_similarity"), NULL,
       ngx_llm_cache_variable_similarity, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_cache_tier"), NULL, ngx_llm_cache_variable_tier,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -231,6 +236,39 @@ ngx_llm_cache_variable_similarity(ngx_http_request_t *r,
     }
 
     s.len = ngx_llm_cache_semantic_similarity(ctx, s.data);
+
+    return ngx_llm_cache_variable_set(v, &s);
+}
+
+
+/* where a hit came from: l1 or redis; empty for anything else */
+
+static ngx_int_t
+ngx_llm_cache_variable_tier(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t             s;
+    ngx_llm_cache_ctx_t  *ctx;
+
+    ctx = ngx_llm_cache_variable_ctx(r);
+
+    ngx_str_null(&s);
+
+    if (ctx && ctx->tier == NGX_LLM_CACHE_TIER_L1) {
+        ngx_str_set(&s, "l1");
+
+    } else if (ctx && ctx->tier == NGX_LLM_CACHE_TIER_REDIS) {
+        ngx_str_set(&s, "redis");
+    }
+
+    if (s.len == 0) {
+        v->len = 0;
+        v->data = (u_char *) "";
+        v->valid = 1;
+        v->no_cacheable = 0;
+        v->not_found = 0;
+        return NGX_OK;
+    }
 
     return ngx_llm_cache_variable_set(v, &s);
 }

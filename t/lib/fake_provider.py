@@ -935,13 +935,34 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_plain(502, ("redis error: %s\n" % e).encode())
                 return
             self.send_plain(200, b"ok\n")
+        elif path == "/__redis/gets":
+            # how many GETs Redis ran (INFO commandstats): L1 hits run none
+            try:
+                out = redis_command(self.server.redis_host,
+                                    self.server.redis_port,
+                                    "INFO", "commandstats")
+            except (OSError, RedisError, ValueError) as e:
+                self.send_plain(502, ("redis error: %s\n" % e).encode())
+                return
+            m = re.search(rb"cmdstat_get:calls=(\d+)", out)
+            if "reset=1" in self.path:
+                try:
+                    redis_command(self.server.redis_host,
+                                  self.server.redis_port,
+                                  "CONFIG", "RESETSTAT")
+                except (OSError, RedisError, ValueError) as e:
+                    self.send_plain(502, ("redis error: %s\n" % e).encode())
+                    return
+            self.send_plain(200, b"gets=%s\n" % (m.group(1) if m else b"0"))
         elif path in ("/__redis/pause", "/__redis/kill"):
             # make Redis slow (CLIENT PAUSE) or drop its clients
+            # (type=pubsub: the subscribers only, the L1 channel)
             query = urllib.parse.parse_qs(self.path.partition("?")[2])
             if path == "/__redis/pause":
                 cmd = ("CLIENT", "PAUSE", query.get("ms", ["1000"])[0], "ALL")
             else:
-                cmd = ("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+                cmd = ("CLIENT", "KILL", "TYPE",
+                       query.get("type", ["normal"])[0], "SKIPME", "yes")
             try:
                 redis_command(self.server.redis_host, self.server.redis_port,
                               *cmd)
