@@ -238,8 +238,6 @@ Authorization: Bearer sk-test
  "X-LLM-Cache: HIT\nX-Tier: redis", "",
  "X-LLM-Cache: HIT\nX-Tier: (redis|l1)",
  "X-LLM-Cache: HIT\nX-Tier: l1"]
---- error_log
-L1 zone "hot" has no invalidation channel
 --- no_error_log
 [alert]
 
