@@ -105,6 +105,9 @@ typedef struct {
     ngx_atomic_t                   redis_bucket[NGX_LLM_CACHE_METRICS_BUCKETS];
     ngx_atomic_t                   redis_replies;
     ngx_atomic_t                   redis_reply_ms;
+
+    /* hits answered from an L1 zone (ngx_llm_cache_l1.c) */
+    ngx_atomic_t                   l1_hits;
 } ngx_llm_cache_metrics_shm_t;
 
 
@@ -127,6 +130,9 @@ static void ngx_llm_cache_metrics_scan(u_char *p, u_char *end,
 static u_char *ngx_llm_cache_metrics_scan_usage(u_char *p, u_char *end,
     ngx_llm_cache_usage_t *usage);
 static ngx_int_t ngx_llm_cache_metrics_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_llm_cache_metrics_l1_zones(ngx_http_request_t *r);
+static u_char *ngx_llm_cache_metrics_l1(u_char *p,
+    ngx_llm_cache_metrics_out_t *out);
 static ngx_uint_t ngx_llm_cache_metrics_wants_json(ngx_http_request_t *r);
 static void ngx_llm_cache_metrics_label(ngx_llm_cache_metrics_out_t *out,
     ngx_uint_t slot, ngx_str_t *label);
@@ -329,6 +335,10 @@ ngx_llm_cache_metrics_request(ngx_llm_cache_ctx_t *ctx)
                                    &ctx->model);
 
     (void) ngx_atomic_fetch_add(&shm->slot[i].requests[ctx->status], 1);
+
+    if (ctx->tier == NGX_LLM_CACHE_TIER_L1) {
+        (void) ngx_atomic_fetch_add(&shm->l1_hits, 1);
+    }
 
     if (ctx->status != NGX_LLM_CACHE_STATUS_HIT
         && ctx->status != NGX_LLM_CACHE_STATUS_HIT_WAITED
@@ -900,6 +910,85 @@ ngx_llm_cache_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * L1: the hits it answered (llm_cache_l1_hits_total) and, per zone, its
+ * entries and whether its invalidation channel is up (gauges);
+ * "l1":{"hits":N,"zones":{"name":{"entries":N,"up":1}}}, in JSON
+ */
+
+static ngx_uint_t
+ngx_llm_cache_metrics_l1_zones(ngx_http_request_t *r)
+{
+    ngx_llm_cache_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_llm_cache_module);
+
+    return lmcf->l1_zones ? lmcf->l1_zones->nelts : 0;
+}
+
+
+static u_char *
+ngx_llm_cache_metrics_l1(u_char *p, ngx_llm_cache_metrics_out_t *out)
+{
+    size_t                      len;
+    ngx_uint_t                  i, up, entries;
+    ngx_llm_cache_l1_zone_t   **z;
+    ngx_llm_cache_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_get_module_main_conf(out->request, ngx_llm_cache_module);
+    z = lmcf->l1_zones ? lmcf->l1_zones->elts : NULL;
+
+    if (out->json) {
+        p = ngx_sprintf(p, "\"l1\":{\"hits\":%uA,\"zones\":{",
+                        out->shm->l1_hits);
+
+        for (i = 0; z && i < lmcf->l1_zones->nelts; i++) {
+            len = ngx_min(z[i]->shm_zone->shm.name.len,
+                          NGX_LLM_CACHE_METRICS_LABEL);
+            up = (z[i]->sh && z[i]->sh->up) ? 1 : 0;
+
+            p = ngx_sprintf(p, "%s\"%*s\":{\"entries\":%ui,\"up\":%ui}",
+                            i ? "," : "", len, z[i]->shm_zone->shm.name.data,
+                            ngx_llm_cache_l1_entries(z[i]), up);
+        }
+
+        return ngx_cpymem(p, "}},", 3);
+    }
+
+    p = ngx_llm_cache_metrics_help(p, "llm_cache_l1_hits_total",
+                                   "Hits answered from an L1 zone (also "
+                                   "counted as HIT requests).", "counter");
+    p = ngx_sprintf(p, "llm_cache_l1_hits_total %uA\n", out->shm->l1_hits);
+
+    if (z == NULL) {
+        return p;
+    }
+
+    for (up = 0; up < 2; up++) {
+        p = ngx_llm_cache_metrics_help(p, up ? "llm_cache_l1_up"
+                                             : "llm_cache_l1_entries",
+                                       up ? "1 if the zone's invalidation "
+                                            "channel is subscribed (L1 "
+                                            "answers only then)."
+                                          : "Entries in the L1 zone.",
+                                       "gauge");
+
+        for (i = 0; i < lmcf->l1_zones->nelts; i++) {
+            len = ngx_min(z[i]->shm_zone->shm.name.len,
+                          NGX_LLM_CACHE_METRICS_LABEL);
+            entries = up ? (z[i]->sh && z[i]->sh->up)
+                         : ngx_llm_cache_l1_entries(z[i]);
+
+            p = ngx_sprintf(p, "%s{zone=\"%*s\"} %ui\n",
+                            up ? "llm_cache_l1_up" : "llm_cache_l1_entries",
+                            len, z[i]->shm_zone->shm.name.data, entries);
+        }
+    }
+
+    return p;
+}
+
+
 static ngx_int_t
 ngx_llm_cache_metrics_handler(ngx_http_request_t *r)
 {
@@ -943,6 +1032,8 @@ ngx_llm_cache_metrics_handler(ngx_http_request_t *r)
     for (i = 0; i < 8; i++) {
         len += nslots * NGX_LLM_CACHE_METRICS_LINE;
     }
+
+    len += ngx_llm_cache_metrics_l1_zones(r) * 4 * NGX_LLM_CACHE_METRICS_LINE;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -1197,6 +1288,8 @@ ngx_llm_cache_metrics_prometheus(u_char *p, ngx_llm_cache_metrics_out_t *out)
     p = ngx_sprintf(p, "llm_cache_lock_wait_seconds_total %uA.%03uA\n",
                     v / 1000, v % 1000);
 
+    p = ngx_llm_cache_metrics_l1(p, out);
+
     p = ngx_llm_cache_metrics_help(p, "llm_cache_redis_up",
                                    "1 if the server's last event (a reply, "
                                    "a connection, a failure) was a success.",
@@ -1420,6 +1513,8 @@ ngx_llm_cache_metrics_json(u_char *p, ngx_llm_cache_metrics_out_t *out)
 
     p = ngx_sprintf(p, "},\"lock\":{\"waits\":%uA,\"wait_seconds\":"
                     "%uA.%03uA},", out->shm->lock_waits, v / 1000, v % 1000);
+
+    p = ngx_llm_cache_metrics_l1(p, out);
 
     p = ngx_cpymem(p, "\"redis\":{\"servers\":{",
                    sizeof("\"redis\":{\"servers\":{") - 1);

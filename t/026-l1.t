@@ -358,3 +358,36 @@ invalid max_entry "max_entry=big"
 --- must_die
 --- error_log
 duplicate zone "hot"
+
+
+
+=== TEST 14: metrics tell L1 hits from Redis hits: llm_cache_l1_hits_total, the zone's entries and channel
+--- http_config
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    llm_cache_l1_zone hot:1m;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_l1 hot;
+    }
+    location = /metrics {
+        llm_cache_metrics;
+    }
+--- more_headers
+Authorization: Bearer sk-test
+--- request eval
+["GET /__sleep?ms=300",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /__sleep?ms=100",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /metrics",
+ "GET /metrics?format=json"]
+--- response_body_like eval
+["ok", ".", "ok", ".", ".", ".",
+ "llm_cache_requests_total\\{status=\"HIT\",model=\"[^\"]*\"\\} 3\n(?s:.*)"
+ . "\nllm_cache_l1_hits_total 2\n(?s:.*)"
+ . "\nllm_cache_l1_entries\\{zone=\"hot\"\\} 1\n(?s:.*)"
+ . "\nllm_cache_l1_up\\{zone=\"hot\"\\} 1\n",
+ "\"l1\":\\{\"hits\":2,\"zones\":\\{\"hot\":\\{\"entries\":1,\"up\":1\\}\\}\\},"]
