@@ -2,6 +2,7 @@
 # Benchmark: wrk against, in one run and on one nginx,
 #   return   - `return 200` of the cached body (the ceiling)
 #   hit      - ngx_llm_cache answering from Redis
+#   l1       - ngx_llm_cache answering from its shared-memory L1 zone
 #   miss     - ngx_llm_cache with every request to the provider (llm_cache_bypass:
 #              a refresh, so each answer is stored too)
 #   proxy    - plain proxy_pass to the same fake provider (the miss floor)
@@ -63,6 +64,7 @@ http {
     geo \$dollar { default "\$"; }
     upstream llm_provider { server 127.0.0.1:$pport; keepalive 64; }
     llm_cache_redis 127.0.0.1:$rport ${BENCH_REDIS_ARGS:-};
+    llm_cache_l1_zone hot:8m;
     server {
         listen 127.0.0.1:$nport;
         location = /return {
@@ -70,6 +72,11 @@ http {
             return 200 '$ret';
         }
         location = /hit { llm_cache_pass /_llm; }
+        location = /l1 {
+            llm_cache_pass /_llm;
+            llm_cache_l1 hot;
+            add_header X-Tier \$llm_cache_tier;
+        }
         location = /miss { llm_cache_pass /_llm; llm_cache_bypass 1; }
         location = /proxy {
             proxy_pass http://llm_provider/v1/chat/completions;
@@ -114,7 +121,18 @@ st=$(curl -s -o /dev/null -w '%header{x-llm-cache}' -X POST \
      "http://127.0.0.1:$nport/hit")
 [ "$st" = HIT ] || { echo "bench: /hit is not a hit ($st)" >&2; exit 1; }
 
-rows=(return hit miss proxy pcache)
+# L1: a Redis hit fills it once our own store's invalidation is back
+for i in 1 2 3 4 5; do
+    st=$(curl -s -o /dev/null -w '%header{x-tier}' -X POST \
+         -H 'Authorization: Bearer sk-bench' \
+         -H 'Content-Type: application/json' \
+         --data-binary @"$body" "http://127.0.0.1:$nport/l1")
+    [ "$st" = l1 ] && break
+    sleep 0.2
+done
+[ "$st" = l1 ] || { echo "bench: /l1 is not an L1 hit ($st)" >&2; exit 1; }
+
+rows=(return l1 hit miss proxy pcache)
 wpid=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$wpid/stat"; }
@@ -156,6 +174,7 @@ for t in "${rows[@]}"; do
     printf '%-7s %10s req/s  cpu %6s us/req\n' "$t" "$(med rps "$t")" "$(med cpu "$t")"
 done
 echo
+echo "l1    / return : req/s $(ratio rps l1 return)   cpu/req $(ratio cpu l1 return)"
 echo "hit   / return : req/s $(ratio rps hit return)   cpu/req $(ratio cpu hit return)"
 echo "hit   / pcache : req/s $(ratio rps hit pcache)   cpu/req $(ratio cpu hit pcache)"
 echo "miss  / proxy  : req/s $(ratio rps miss proxy)   cpu/req $(ratio cpu miss proxy)"
