@@ -8,9 +8,9 @@
 /*
  * Miss coalescing (llm_cache_lock): the first miss for a key takes
  * "<key>:lock" in Redis ("{<key>}:lock" on Redis Cluster; SET NX PX,
- * shared by every worker and gateway on that Redis) and goes to the provider; the others wait on a timer and
- * look again until the entry is there, the lock is free to take, or
- * llm_cache_lock_timeout.
+ * shared by every worker and gateway on that Redis) and goes to the
+ * provider; the others wait on a timer and look again until the entry is
+ * there, the lock is free to take, or llm_cache_lock_timeout.
  *
  * The look-up and the lock are two commands, so a leader may store and
  * unlock between a miss and its SET NX: the one that takes the lock looks

@@ -72,6 +72,19 @@ static ngx_str_t  ngx_llm_cache_purge_scan_script = ngx_string(
     "end "
     "return r[1] .. ' ' .. n");
 
+/*
+ * On Redis Cluster a script's command may not touch keys of two slots
+ * ("non local key"), so one UNLINK a key there
+ */
+
+static ngx_str_t  ngx_llm_cache_purge_cluster_script = ngx_string(
+    "if redis.replicate_commands then redis.replicate_commands() end "
+    "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], "
+                         "'COUNT', ARGV[3]) "
+    "local k, n = r[2], 0 "
+    "for i = 1, #k do n = n + redis.call('UNLINK', k[i]) end "
+    "return r[1] .. ' ' .. n");
+
 
 /*
  * NGX_DONE when the purge goes on (the request is finalized later),
@@ -310,7 +323,7 @@ ngx_llm_cache_purge_pattern(ngx_http_request_t *r, ngx_llm_cache_purge_t *p,
 static ngx_int_t
 ngx_llm_cache_purge_step(ngx_llm_cache_purge_t *p)
 {
-    ngx_str_t                      args[3];
+    ngx_str_t                      args[3], *script;
     ngx_http_request_t            *r;
     ngx_llm_cache_loc_conf_t      *lcf;
     ngx_llm_cache_redis_server_t  *s;
@@ -328,9 +341,12 @@ ngx_llm_cache_purge_step(ngx_llm_cache_purge_t *p)
     args[1] = p->pattern;
     ngx_str_set(&args[2], NGX_LLM_CACHE_PURGE_COUNT);
 
-    p->ctx->op = ngx_llm_cache_redis_eval(s,
-                                          &ngx_llm_cache_purge_scan_script,
-                                          3, args, lcf->redis_timeout,
+    script = ngx_llm_cache_redis_is_cluster(lcf->redis)
+             ? &ngx_llm_cache_purge_cluster_script
+             : &ngx_llm_cache_purge_scan_script;
+
+    p->ctx->op = ngx_llm_cache_redis_eval(s, script, 3, args,
+                                          lcf->redis_timeout,
                                           ngx_llm_cache_purge_step_done, p,
                                           r->connection->log);
 
