@@ -2057,3 +2057,15 @@ ngx_llm_cache_redis_is_cluster(ngx_llm_cache_redis_server_t *s)
 {
     return s->cluster != NULL;
 }
+
+
+ngx_llm_cache_redis_server_t *
+ngx_llm_cache_redis_owner(ngx_llm_cache_redis_server_t *s, ngx_str_t **name)
+{
+    if (s->node) {
+        s = ngx_llm_cache_redis_cluster_server(s->cluster);
+        *name = &s->name;
+    }
+
+    return s;
+}

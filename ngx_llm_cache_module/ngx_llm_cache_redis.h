@@ -92,5 +92,9 @@ ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_master(
 ngx_uint_t ngx_llm_cache_redis_is_cluster(
     ngx_llm_cache_redis_server_t *server);
 
+/* the configured server a server counts under in the metrics */
+ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_owner(
+    ngx_llm_cache_redis_server_t *server, ngx_str_t **name);
+
 
 #endif /* _NGX_LLM_CACHE_REDIS_H_INCLUDED_ */

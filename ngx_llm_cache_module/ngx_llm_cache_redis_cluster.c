@@ -504,6 +504,13 @@ ngx_llm_cache_redis_cluster_node_failed(ngx_llm_cache_redis_cluster_t *cl)
 }
 
 
+ngx_llm_cache_redis_server_t *
+ngx_llm_cache_redis_cluster_server(ngx_llm_cache_redis_cluster_t *cl)
+{
+    return cl->server;
+}
+
+
 /* every master of the map connected and not held off by its breaker */
 
 static ngx_uint_t

@@ -46,6 +46,8 @@ ngx_int_t ngx_llm_cache_redis_cluster_redirect(
     ngx_llm_cache_redis_op_t *op, const char *error, size_t len);
 void ngx_llm_cache_redis_cluster_node_failed(
     ngx_llm_cache_redis_cluster_t *cl);
+ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_cluster_server(
+    ngx_llm_cache_redis_cluster_t *cl);
 
 
 /* ngx_llm_cache_redis.c, for the cluster */

@@ -57,6 +57,9 @@ http {
             llm_cache_lock on;
             llm_cache_purge \$purge;
         }
+        location = /metrics {
+            llm_cache_metrics;
+        }
         location /_llm/ {
             internal;
             proxy_http_version 1.1;
@@ -177,6 +180,20 @@ sub slot_owner {
     return 0;
 }
 
+# llm_cache_redis_<name>{server="cluster=..."}
+sub cluster_metric {
+    my $name = shift;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 10) or return -1;
+    print $s "GET /metrics HTTP/1.0\r\nHost: t\r\n\r\n";
+    local $/;
+    my $m = <$s> // '';
+    close $s;
+    my $label = "cluster=127.0.0.1:$nodes[0],127.0.0.1:$nodes[1]";
+    return $m =~ /^llm_cache_redis_$name\{server="\Q$label\E"\} (\d+)$/m
+           ? $1 : -1;
+}
+
 sub error_log {
     open my $f, '<', "$dir/logs/error.log" or return '';
     local $/;
@@ -208,6 +225,11 @@ is(scalar(keys %key_of), $N, 'each MISS stored one entry');
 my @hit = map { my ($st, $c) = post($_); "$st $c" } 0 .. $N - 1;
 is_deeply(\@hit, [('200 HIT') x $N], 'then HIT each');
 is(calls() - $calls0, $N, 'the provider was called once per prompt');
+# 2 workers x (3 masters + the seeds not a master) x pool=2, at least
+ok(cluster_metric('connects_total') >= 12,
+   'the nodes\' connections count under the cluster= server: '
+   . cluster_metric('connects_total'));
+is(cluster_metric('up'), 1, 'the cluster is up');
 
 my %spread = map { $_ => 1 } values %port_of;
 is(scalar(keys %spread), 3, 'the entries are on all 3 masters');
@@ -304,7 +326,7 @@ is("@misplaced", '', "each entry is on the master owning its key's slot");
         open STDERR, '>&', \*STDOUT;
         exec $cli, '--cluster', 'reshard', "127.0.0.1:$pa",
              '--cluster-from', $ida, '--cluster-to', $idb,
-             '--cluster-slots', $n, '--cluster-yes';
+             '--cluster-slots', $n < 1000 ? 1000 : $n, '--cluster-yes';
         exit 127;
     }
     my (%seen, $requests);
@@ -316,7 +338,8 @@ is("@misplaced", '', "each entry is on the master owning its key's slot");
         $requests++;
         sleep 0.02;
     }
-    is($?, 0, "redis-cli --cluster reshard moved $n slots from $pa to $pb")
+    is($?, 0, "redis-cli --cluster reshard moved "
+              . ($n < 1000 ? 1000 : $n) . " slots from $pa to $pb")
         or diag(`cat $dir/reshard.log`);
     my $failed = grep { !/^200 / } keys %seen;
     is($failed, 0, "no failed request among $requests during the reshard");
@@ -418,6 +441,11 @@ for my $round (1 .. 3) {
          "round $round: it is a replica in sync");
 }
 diag("caching was off for @off s in the three failovers");
+ok(cluster_metric('failures_total') > 0,
+   'the failures count under the cluster= server: '
+   . cluster_metric('failures_total'));
+is(cluster_metric('breakers_open'), 0, 'no breaker open: the dead masters '
+   . 'are replicas again');
 
 my $log = error_log();
 unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg');
