@@ -1251,11 +1251,13 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     ngx_int_t                      rc;
     ngx_str_t                      value;
+    ngx_uint_t                     redirect;
     redisReply                    *rr;
     ngx_llm_cache_redis_server_t  *s;
 
     rr = reply;
     s = op->conn->server;
+    redirect = 0;
 
     if (op->conn->pending) {
         op->conn->pending--;
@@ -1278,10 +1280,12 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         /* an answer all the same: Redis is there and refused this one */
         rc = NGX_ABORT;
 
-        if (op->argv == NULL
-            || (ngx_strncmp(rr->str, "MOVED ", 6) != 0
-                && ngx_strncmp(rr->str, "ASK ", 4) != 0))
-        {
+        /* Redis Cluster: MOVED or ASK, followed below */
+        redirect = op->argv != NULL
+                   && (ngx_strncmp(rr->str, "MOVED ", 6) == 0
+                       || ngx_strncmp(rr->str, "ASK ", 4) == 0);
+
+        if (!redirect) {
             ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
         }
 
@@ -1310,13 +1314,16 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         s->probing = 0;
     }
 
-    if (rc == NGX_ABORT && op->argv && !op->timed_out && !s->exiting
-        && ngx_llm_cache_redis_cluster_redirect(s->cluster, s, op, rr->str,
-                                                rr->len)
-           == NGX_OK)
-    {
-        /* MOVED or ASK: the same op is on its way to the node named */
-        return;
+    if (redirect && !op->timed_out && !s->exiting) {
+        if (ngx_llm_cache_redis_cluster_redirect(s->cluster, s, op, rr->str,
+                                                 rr->len)
+            == NGX_OK)
+        {
+            /* the same op is on its way to the node named */
+            return;
+        }
+
+        ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
     }
 
     if (op->handler && !s->exiting) {

@@ -28,6 +28,7 @@ my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 my $module = $ENV{TEST_NGINX_LOAD_MODULES};
 my $dir = tempdir(CLEANUP => 1);
 my $port = LLMCacheTest::_free_port();
+my $sem_port = LLMCacheTest::_free_port();
 my $chat = LLMCacheTest::request_body('openai/chat-request.json');
 
 my @nodes = LLMCacheTest::start_redis_cluster();
@@ -68,6 +69,28 @@ http {
             proxy_pass http://llm_provider/;
         }
     }
+    server {
+        listen 127.0.0.1:$sem_port;
+        location /v1/ {
+            llm_cache_pass /_llm;
+            llm_cache_semantic on;
+            llm_cache_semantic_embed /_embed;
+            llm_cache_semantic_model fake-embed;
+            add_header X-Sem "\$llm_cache_semantic_status" always;
+        }
+        location = /_embed {
+            internal;
+            proxy_pass http://llm_provider/v1/embeddings;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location /_llm/ {
+            internal;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://llm_provider/;
+        }
+    }
 }
 EOF
     close $conf;
@@ -100,9 +123,10 @@ my @prompt = map {
 
 sub post {
     my ($i, %h) = @_;
-    my $body = defined $i ? $prompt[$i] : '';
+    my $body = delete $h{-body} // (defined $i ? $prompt[$i] : '');
     my $method = delete $h{-method} // 'POST';
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+    my $to = delete $h{-port} // $port;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $to,
                                   Proto => 'tcp', Timeout => 10)
         or return (0, '', '');
     $h{Authorization} //= 'Bearer sk-cluster';
@@ -446,6 +470,50 @@ ok(cluster_metric('failures_total') > 0,
    . cluster_metric('failures_total'));
 is(cluster_metric('breakers_open'), 0, 'no breaker open: the dead masters '
    . 'are replicas again');
+
+# the semantic layer's commands (an index EVAL of 2 keys, MGET) keep to
+# one slot: a paraphrase is a HIT_SEMANTIC on the cluster
+{
+    my ($x, $y) = ('What is your refund policy?', 'How do refunds work?');
+    my $pair = qq({"a":"$x","b":"$y","cos":0.99});
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $LLMCacheTest::ProviderPort,
+                                  Proto => 'tcp', Timeout => 10) or die;
+    print $s "POST /__embed/pair HTTP/1.0\r\nHost: t\r\n"
+             . 'Content-Length: ' . length($pair) . "\r\n\r\n$pair";
+    local $/;
+    like(<$s> // '', qr/pair cos=0\.99/, 'the fake embedder places a pair');
+    close $s;
+    my $sys = 'You are a helpful support agent.';
+    my $chat_of = sub {
+        qq({"model":"gpt-4o-mini","messages":[{"role":"system",)
+        . qq("content":"$sys"},{"role":"user","content":"$_[0]"}]})
+    };
+    my $calls = calls();
+    my ($st, $c, $r) = post(undef, -port => $sem_port,
+                            -body => $chat_of->($x));
+    is("$st $c", '200 MISS', 'semantic: the first question, MISS');
+    sleep 0.3;
+    ($st, $c, $r) = post(undef, -port => $sem_port, -body => $chat_of->($y));
+    is("$st $c", '200 HIT_SEMANTIC', 'its paraphrase: HIT_SEMANTIC');
+    is(calls() - $calls, 1, 'the provider was called once');
+}
+
+# a reload: the new workers find the map again
+{
+    my $master = do { local @ARGV = "$dir/logs/nginx.pid"; <> };
+    is(system($nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-s', 'reload'),
+       0, 'reload');
+    my $deadline = time + 15;
+    my ($st, $c);
+    sleep 0.5;
+    while (time < $deadline) {
+        ($st, $c) = post(1);
+        last if "$st $c" eq '200 HIT';
+        sleep 0.1;
+    }
+    is("$st $c", '200 HIT', 'after a reload: HIT');
+}
 
 my $log = error_log();
 unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg');
