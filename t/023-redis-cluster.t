@@ -415,7 +415,12 @@ for my $round (1 .. 3) {
     my %victim = map { $_ => 1 } grep { $at{$key_of{$_}} == $victim }
                  keys %key_of;
 
-    my (%seen, $killed, $first_error, $back, $requests);
+    # its replica, to tell Redis's own failover time from the module's
+    my $vid = node_id($victim);
+    my ($replica) = map { /:(\d+)@/ ? $1 : () }
+                    grep { /\bslave\b.*\b$vid\b/ }
+                    split /\n/, cli($victim, 'cluster', 'nodes');
+    my (%seen, $killed, $first_error, $back, $requests, $promoted);
     my $j = 0;
     my $t0 = time;
     while (time - $t0 < 60) {
@@ -427,6 +432,11 @@ for my $round (1 .. 3) {
         if (!$killed && $t - $t0 > 0.5) {
             LLMCacheTest::kill_cluster_node($victim);
             $killed = time;
+        }
+        if ($killed && !$promoted && $replica
+            && cli($replica, 'role') =~ /\Amaster\n/)
+        {
+            $promoted = time;
         }
         if ($killed) {
             $first_error //= $t if $c eq 'ERROR';
@@ -447,8 +457,11 @@ for my $round (1 .. 3) {
     my $cut = $first_error && $back ? $back - $first_error : -1;
     push @off, sprintf('%.2f', $cut);
     diag(sprintf "round %d: caching off for %.2f s (first ERROR %.2f s "
-                 . "after the kill); %s", $round, $cut,
-                 ($first_error // $killed) - $killed,
+                 . "after the kill; replica %s master %.2f s after the "
+                 . "kill, caching back %.2f s after that); %s", $round, $cut,
+                 ($first_error // $killed) - $killed, $replica // '?',
+                 ($promoted // 0) - $killed,
+                 ($back // 0) - ($promoted // 0),
                  join(', ', map { "$_ x $seen{$_}" } sort keys %seen));
     my @hit = map { my ($st, $c) = post($_); "$st $c" } sort keys %victim;
     is_deeply(\@hit, [('200 HIT') x keys %victim],
