@@ -83,6 +83,16 @@
 # bodies answered from the cache, or a run that did not finish). On failure
 # (or with SOAK_KEEP=1) the temporary directory with all logs is kept.
 #
+# SOAK_REDIS=sentinel: Redis is a master, a replica and three sentinels
+# (redis-server --sentinel, quorum 2, down-after 1000 ms) named by
+# `llm_cache_redis sentinel=`; at 1/3 and 2/3 the current master is
+# SIGKILLed (the old one comes back as a replica between the two).
+# SOAK_REDIS=cluster: a Redis Cluster of 3 masters and 3 replicas named by
+# `llm_cache_redis cluster=`; at 1/3 and 2/3 a master is SIGKILLed (and
+# restarted once its replica took over, as a replica).  The report then
+# gives, for each kill, when the new master was in place and how long the
+# module answered ERROR ("caching off": from the kill to the last ERROR).
+#
 # Knobs (environment): SOAK_WARMUP=20000 SOAK_KEYS=300 SOAK_STREAM_KEYS=50
 # SOAK_MISS_PCT=7 SOAK_STREAM_PCT=3 SOAK_TIMEOUT=5 (seconds, wrk --timeout)
 # SOAK_MAX_SECONDS=1800 (wrk -d: the run is abandoned after that) SOAK_KEEP=1.
@@ -99,6 +109,8 @@ warm=${SOAK_WARMUP:-20000}
 timeout=${SOAK_TIMEOUT:-5}
 maxsecs=${SOAK_MAX_SECONDS:-1800}
 keep=${SOAK_KEEP:-0}
+mode=${SOAK_REDIS:-single}
+case $mode in single|sentinel|cluster) ;; *) echo "soak: SOAK_REDIS is single, sentinel or cluster" >&2; exit 2;; esac
 export SOAK_KEYS=${SOAK_KEYS:-300}
 export SOAK_STREAM_KEYS=${SOAK_STREAM_KEYS:-50}
 export SOAK_MISS_PCT=${SOAK_MISS_PCT:-7}
@@ -112,7 +124,8 @@ if [ "$threads" -lt 1 ] || [ "$conns" -lt "$threads" ] || [ "$total" -lt 1 ]; th
     echo "soak: need requests >= 1 and connections >= threads >= 1" >&2
     exit 2
 fi
-for p in $nport $rport $pport; do
+for p in $nport $rport $pport $((rport + 1)) $((rport + 2)) $((rport + 3)) \
+         $((rport + 4)) $((rport + 5)) $((rport + 10)) $((rport + 11)) $((rport + 12)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         echo "soak: port $p is in use (another soak running?)" >&2
         exit 1
@@ -138,7 +151,10 @@ cleanup() {
     if [ -n "$prov_pid" ]; then
         kill "$prov_pid" 2>/dev/null || true
     fi
-    redis-cli -p $rport shutdown nosave >/dev/null 2>&1 || true
+    for p in $rport $((rport + 1)) $((rport + 2)) $((rport + 3)) $((rport + 4)) \
+             $((rport + 5)) $((rport + 10)) $((rport + 11)) $((rport + 12)); do
+        redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    done
     sleep 0.3
     if [ "$rc" -ne 0 ] || [ "$keep" = 1 ]; then
         echo "soak: logs kept in $dir" >&2
@@ -170,7 +186,79 @@ start_redis() {
     return 1
 }
 
-start_redis
+redis_at() {   # port [extra redis-server arguments]
+    local p=$1
+    shift
+    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$dir" --daemonize yes --logfile "$dir/logs/redis-$p.log" \
+        --pidfile "$dir/redis-$p.pid" "$@" >/dev/null
+    for _ in $(seq 50); do
+        redis-cli -p "$p" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "soak: redis-server :$p did not start" >&2
+    return 1
+}
+redis_kill() { kill -9 "$(redis-cli -p "$1" info server | tr -d '\r' | sed -n 's/^process_id://p')" 2>/dev/null || true; }
+sentinel_master() { redis-cli -p $((rport + 10)) sentinel get-master-addr-by-name mymaster 2>/dev/null | sed -n 2p | tr -d '\r'; }
+cluster_masters() {   # ports of the masters that are up, by a live node's view
+    local p
+    for p in $rport $((rport + 1)) $((rport + 2)) $((rport + 3)) $((rport + 4)) $((rport + 5)); do
+        if redis-cli -p "$p" ping >/dev/null 2>&1; then
+            redis-cli -p "$p" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ && $8 == "connected" { split($2, a, /[:@]/); print a[2] }' | sort -n
+            return
+        fi
+    done
+}
+cluster_ok() { redis-cli -p "$1" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
+
+case $mode in
+single)
+    start_redis
+    redis_conf="llm_cache_redis 127.0.0.1:$rport;"
+    ;;
+sentinel)
+    redis_at $rport
+    redis_at $((rport + 1)) --replicaof 127.0.0.1 $rport
+    for s in 10 11 12; do
+        cat > "$dir/sentinel-$s.conf" <<SCONF
+port $((rport + s))
+bind 127.0.0.1
+daemonize yes
+pidfile $dir/sentinel-$s.pid
+logfile $dir/logs/sentinel-$s.log
+dir $dir
+sentinel monitor mymaster 127.0.0.1 $rport 2
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 4000
+sentinel parallel-syncs mymaster 1
+SCONF
+        redis-server "$dir/sentinel-$s.conf" --sentinel >/dev/null
+    done
+    for _ in $(seq 100); do
+        n=$(redis-cli -p $((rport + 10)) sentinel master mymaster 2>/dev/null | tr -d '\r' | awk 'p { print; exit } $0 == "num-other-sentinels" { p = 1 }')
+        r=$(redis-cli -p $rport info replication | tr -d '\r' | sed -n 's/^connected_slaves://p')
+        [ "${n:-0}" -ge 2 ] && [ "${r:-0}" -ge 1 ] && break
+        sleep 0.2
+    done
+    redis_conf="llm_cache_redis sentinel=mymaster 127.0.0.1:$((rport + 10)) 127.0.0.1:$((rport + 11)) 127.0.0.1:$((rport + 12));"
+    ;;
+cluster)
+    nodes=()
+    for i in 0 1 2 3 4 5; do
+        redis_at $((rport + i)) --cluster-enabled yes \
+            --cluster-config-file "$dir/nodes-$((rport + i)).conf" \
+            --cluster-node-timeout 1000
+        nodes+=("127.0.0.1:$((rport + i))")
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+    for _ in $(seq 100); do cluster_ok $rport && break; sleep 0.2; done
+    cluster_ok $rport || { echo "soak: the cluster did not form" >&2; exit 1; }
+    sleep 2    # the replicas' first sync
+    redis_conf="llm_cache_redis cluster=$(IFS=,; echo "${nodes[*]}");"
+    ;;
+esac
+
 python3 "$repo/t/lib/fake_provider.py" --port $pport --redis-port $rport \
     > "$dir/logs/provider.log" 2>&1 &
 prov_pid=$!
@@ -194,7 +282,7 @@ http {
     # every subrequest to the provider, with each upstream try
     log_format up '\$msec \$status "\$upstream_status" "\$upstream_addr" \$http_x_soak_kind "\$upstream_connect_time" "\$upstream_header_time"';
     upstream llm_provider { server 127.0.0.1:$pport; keepalive 64; }
-    llm_cache_redis 127.0.0.1:$rport;
+    $redis_conf
     server {
         listen 127.0.0.1:$nport;
         location /v1/ {
@@ -226,7 +314,7 @@ workers() { ps -o pid= --ppid "$mpid" | awk '{print $1}' | sort -n; }
 # "pid rss_kB fds redis_connections" for each worker
 worker_stats() {
     local p rss fds rc socks
-    socks=$(ss -tnpH state established "( dport = :$rport )" 2>/dev/null || true)
+    socks=$(ss -tnpH state established "( dport >= :$rport and dport <= :$((rport + 5)) )" 2>/dev/null || true)
     for p in $(workers); do
         rss=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo '?')
         fds=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
@@ -284,6 +372,46 @@ restart_redis() {   # t0_ms
     last_up=$b
 }
 
+# a master SIGKILLed (sentinel, cluster): "killed_ms switched_ms" since t0,
+# switched being when a new master serves; the old one comes back as a
+# replica
+kill_master() {   # t0_ms
+    local a b m nm i p
+    a=$(now_ms)
+    if [ "$mode" = sentinel ]; then
+        m=$(sentinel_master)
+        redis_kill "$m"
+        for _ in $(seq 300); do
+            nm=$(sentinel_master)
+            [ -n "$nm" ] && [ "$nm" != "$m" ] && break
+            sleep 0.05
+        done
+        b=$(now_ms)
+        redis_at "$m" --replicaof 127.0.0.1 "$nm"
+        for _ in $(seq 100); do
+            redis-cli -p "$m" info replication | grep -q 'master_link_status:up' && break
+            sleep 0.1
+        done
+    else
+        m=$(cluster_masters | sed -n "$((nrestart + 1))p")
+        redis_kill "$m"
+        p=$rport; [ "$m" = "$rport" ] && p=$((rport + 1))
+        for _ in $(seq 300); do
+            if [ "$(cluster_masters | grep -cv "^$m\$")" -ge 3 ] && cluster_ok "$p"; then
+                break
+            fi
+            sleep 0.05
+        done
+        b=$(now_ms)
+        redis_at "$m" --cluster-enabled yes \
+            --cluster-config-file "$dir/nodes-$m.conf" --cluster-node-timeout 1000
+        for i in $(seq 100); do cluster_ok "$m" && break; sleep 0.1; done
+    fi
+    nrestart=$((nrestart + 1))
+    restarts+=("$((a - $1)) $((b - $1))")
+    last_up=$(now_ms)
+}
+
 # drive NAME REQUESTS CHAOS TAIL: one wrk run of exactly REQUESTS answers;
 # with CHAOS=1 restart Redis at 1/3 and 2/3 and sample the workers every
 # 5 s; the last TAIL (a fraction) of the requests are cached bodies only
@@ -318,7 +446,11 @@ drive() {
             fi
             if [ "$nrestart" -lt 2 ] && [ "$prog" -ge $(( (nrestart + 1) * n / 3 )) ] \
                && [ $(( $(now_ms) - last_up )) -ge 3000 ]; then
-                restart_redis "$t0"
+                if [ "$mode" = single ]; then
+                    restart_redis "$t0"
+                else
+                    kill_master "$t0"
+                fi
             fi
         fi
         sleep 0.2
@@ -375,8 +507,17 @@ stats_after=$(worker_stats)
 calls=$(provider_calls)
 echo "$((run_ms + 1000)) $total $(now_ms) $calls $(worker_line)" >> "$dir/samples"
 calls=$((calls - calls_start))
-rclients=$(redis-cli -p $rport info clients | awk -F: '/^connected_clients/ {print $2 - 1}' | tr -d '\r')
-rkeys=$(redis-cli -p $rport dbsize | tr -d '\r')
+if [ "$mode" = single ]; then
+    rclients=$(redis-cli -p $rport info clients | awk -F: '/^connected_clients/ {print $2 - 1}' | tr -d '\r')
+    rkeys=$(redis-cli -p $rport dbsize | tr -d '\r')
+else
+    if [ "$mode" = sentinel ]; then masters=$(sentinel_master); else masters=$(cluster_masters); fi
+    rclients=0; rkeys=0
+    for m in $masters; do
+        rclients=$((rclients + $(redis-cli -p "$m" info clients | tr -d '\r' | awk -F: '/^connected_clients/ {print $2 - 1}')))
+        rkeys=$((rkeys + $(redis-cli -p "$m" dbsize | tr -d '\r')))
+    done
+fi
 
 # stop nginx (flushes the access log) before reading its logs
 kill -QUIT "$mpid" 2>/dev/null || true
@@ -436,7 +577,7 @@ row() { printf '  %-32s %s\n' "$1" "$2"; }
 echo
 echo "ngx_llm_cache soak"
 row "module" "ngx_llm_cache_module.so sha256:$so_sum (HEAD $head${dirty:+, uncommitted: $dirty})"
-row "stack" "nginx :$nport (2 workers), redis :$rport, fake provider :$pport"
+row "stack" "nginx :$nport (2 workers), redis :$rport ($mode), fake provider :$pport"
 row "load" "$total requests, $conns connections, $threads threads; $SOAK_MISS_PCT% unique,"
 row "" "$SOAK_STREAM_PCT% stream (half of them $SOAK_STREAM_KEYS fixed bodies), rest $SOAK_KEYS fixed bodies"
 echo
@@ -470,9 +611,23 @@ i=0
 for r in "${restarts[@]}"; do
     i=$((i + 1))
     set -- $r
-    row "redis restart #$i" "$(awk -v a="$1" -v b="$2" 'BEGIN { printf "down at %.1f s, up at %.1f s", a / 1000, b / 1000 }')"
+    if [ "$mode" = single ]; then
+        row "redis restart #$i" "$(awk -v a="$1" -v b="$2" 'BEGIN { printf "down at %.1f s, up at %.1f s", a / 1000, b / 1000 }')"
+    else
+        # caching off: from the kill to the end of the burst of ERRORs it
+        # caused (the first gap of 500 ms between two; a lone timeout
+        # under load later on is not the failover)
+        row "master killed #$i" "$(awk -v t0="$run_t0" -v a="$1" -v b="$2" '
+            $1 * 1000 >= t0 + a && $1 * 1000 <= t0 + a + 30000 && $3 == "ERROR" {
+                ms = $1 * 1000 - t0 - a
+                if (!n) first = ms
+                else if (ms - last >= 500) done = 1
+                if (!done) { n++; last = ms } }
+            END { printf "at %.1f s, new master at +%d ms; %d ERROR answers, from +%d to +%d ms: caching off %d ms",
+                         a / 1000, b - a, n, first, last, last }' <(sort -n "$dir/logs/access.log"))"
+    fi
 done
-[ "$i" -eq 2 ] || row "redis restarts" "$i (expected 2)"
+[ "$i" -eq 2 ] || { row "redis restarts" "$i (expected 2)"; note "$i Redis restarts or kills, expected 2"; }
 row "redis clients / keys after run" "$rclients (workers' connections: $(awk '{printf "%s%s", sep, $4; sep = "+"}' <<<"$stats_after")) / $rkeys"
 row "listen queue overflows (host)" "$((lo_after - lo_before)) during the run (each costs ~1 s)"
 row "slow provider subrequests" "$slow_conn took >= 0.9 s to connect, $slow_head >= 0.9 s to headers"

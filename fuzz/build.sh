@@ -4,6 +4,8 @@
 #   fuzz_canonical  the request body canonicalizer and the key builder
 #   fuzz_entry      the stored entry decoder and encoder (bytes from Redis)
 #   fuzz_sse        the event-stream parser that judges a stream complete
+#   fuzz_semantic   the semantic core: embedding replies, vector entries
+#                   (bytes from Redis), guards, candidates
 #
 # linked with nginx's own core objects (ngx_palloc.o, ngx_string.o, ...)
 # from an nginx build tree made by scripts/build.sh, with stubs
@@ -182,7 +184,8 @@ compile() {
 lib=()
 for src in "$module/ngx_llm_cache_json.c" "$module/ngx_llm_cache_key.c" \
            "$module/ngx_llm_cache_header.c" "$module/ngx_llm_cache_entry.c" \
-           "$module/ngx_llm_cache_sse.c" "$here/ngx_stubs.c"; do
+           "$module/ngx_llm_cache_sse.c" \
+           "$module/ngx_llm_cache_semantic_index.c" "$here/ngx_stubs.c"; do
     lib+=("$(compile "$src" -fsanitize=fuzzer-no-link "${strict[@]}")")
 done
 
@@ -190,12 +193,12 @@ for o in "${core[@]}"; do
     lib+=("$tree/objs/src/$o.o")
 done
 
-for name in fuzz_canonical fuzz_entry fuzz_sse; do
+for name in fuzz_canonical fuzz_entry fuzz_sse fuzz_semantic; do
     obj=$(compile "$here/$name.c" -fsanitize=fuzzer-no-link "${strict[@]}")
 
     # nginx's objects are not position-independent
     if ! "$CC" -fsanitize=fuzzer,address,undefined -no-pie "$obj" "${lib[@]}" \
-            -lyajl -lcrypto -lcrypt -o "$out/$name.tmp" 2> "$out/link.log"
+            -lyajl -lcrypto -lcrypt -lm -o "$out/$name.tmp" 2> "$out/link.log"
     then
         cat "$out/link.log" >&2
         if grep -q 'libclang_rt.fuzzer' "$out/link.log"; then
@@ -208,5 +211,6 @@ for name in fuzz_canonical fuzz_entry fuzz_sse; do
     mv -f "$out/$name.tmp" "$out/$name"
 done
 
-echo "fuzz/build.sh: built $out/fuzz_canonical, fuzz_entry and fuzz_sse" \
+echo "fuzz/build.sh: built $out/fuzz_canonical, fuzz_entry, fuzz_sse and" \
+     "fuzz_semantic" \
      "(nginx objects from $tree)"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # fuzz/run.sh [seconds=60]: builds the harnesses (fuzz/build.sh) and fuzzes
 # for that long in all: a quarter each for fuzz_entry (the stored entry
-# decoder) and fuzz_sse (the event-stream parser), much smaller programs,
-# the rest for fuzz_canonical (the body canonicalizer and key builder),
+# decoder), fuzz_sse (the event-stream parser) and fuzz_semantic (the
+# semantic core), much smaller programs, the rest for fuzz_canonical (the
+# body canonicalizer and key builder),
 # one process each, on a scratch
 # copy of fuzz/corpus/<target> (the committed corpus does not grow).
 # Prints one summary line per target; on a finding exits non-zero with the
@@ -55,11 +56,12 @@ fuzz() {
          "(${speed:-?}/s), $coverage"
 }
 
-targets=${FUZZ_TARGETS:-fuzz_canonical fuzz_entry fuzz_sse}
+targets=${FUZZ_TARGETS:-fuzz_canonical fuzz_entry fuzz_sse fuzz_semantic}
 set -- $targets
 rc=0
 
-# the small harnesses (entry, sse) a quarter each, the rest to canonical
+# the small harnesses (entry, sse, semantic) a quarter each, the rest to
+# canonical
 quarter=$(( secs / 4 > 0 ? secs / 4 : 1 ))
 rest=$secs
 if [ $# -gt 1 ]; then
@@ -80,6 +82,7 @@ for name in $targets; do
     fuzz_canonical) fuzz fuzz_canonical canonical canonical.dict "$t" || rc=$? ;;
     fuzz_entry)     fuzz fuzz_entry entry entry.dict "$t" || rc=$? ;;
     fuzz_sse)       fuzz fuzz_sse sse sse.dict "$t" || rc=$? ;;
+    fuzz_semantic)  fuzz fuzz_semantic semantic semantic.dict "$t" || rc=$? ;;
     *)
         echo "fuzz/run.sh: unknown target $name" >&2
         exit 2

@@ -25,6 +25,12 @@
  * time), it is left alone for fail_timeout instead, then one command on a
  * connection set up since probes it.  hiredis owns and closes the fds; the
  * cleanup hook below only gives the nginx connection back.
+ *
+ * A Sentinel-managed master (sentinel=) has no fixed address: connect
+ * takes the one ngx_llm_cache_redis_sentinel.c knows (none known: no
+ * connection, requests fail open), a ROLE other than master refuses the
+ * connection, failures and READONLY replies are reported there, and
+ * ngx_llm_cache_redis_repoint() moves the pool when the master moves.
  */
 
 
@@ -40,6 +46,7 @@
 
 #include "ngx_llm_cache_redis.h"
 #include "ngx_llm_cache_redis_cluster.h"
+#include "ngx_llm_cache_redis_sentinel.h"
 #include "ngx_llm_cache_module.h"     /* the metrics hooks */
 
 
@@ -102,6 +109,9 @@ struct ngx_llm_cache_redis_server_s {
     ngx_msec_t                     fail_timeout;
     unsigned                       unix_socket:1;
 
+    /* a Sentinel-managed master: host and port come from there */
+    ngx_llm_cache_redis_sentinel_t *sentinel;
+
     /*
      * Redis Cluster: a cluster= server has no connections of its own, it
      * routes each command to one of its node servers, made in the worker
@@ -161,6 +171,8 @@ static void ngx_llm_cache_redis_on_disconnect(const redisAsyncContext *ac,
 static void ngx_llm_cache_redis_setup_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_llm_cache_redis_name_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_llm_cache_redis_role_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_llm_cache_redis_conn_t *ngx_llm_cache_redis_pick(
     ngx_llm_cache_redis_server_t *s, ngx_log_t *log, const char *what,
@@ -258,7 +270,7 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
     ngx_int_t                      db, num;
     ngx_str_t                      addr;
     ngx_url_t                      u;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, first;
     ngx_llm_cache_redis_server_t  *server;
 
     server = ngx_pcalloc(cf->pool, sizeof(ngx_llm_cache_redis_server_t));
@@ -273,7 +285,30 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
     server->fail_timeout = 3000;
     server->name = value[1];
 
-    for (i = 2; i < n; i++) {
+    first = 2;
+
+    if (ngx_strncmp(value[1].data, "sentinel=", 9) == 0) {
+        /* the sentinels' addresses, then the parameters */
+        server->sentinel = ngx_llm_cache_redis_sentinel_create(cf, value, n,
+                                                               &first);
+        if (server->sentinel == NULL) {
+            return NULL;
+        }
+    }
+
+    for (i = first; i < n; i++) {
+
+        if (ngx_strncmp(value[i].data, "sentinel_", 9) == 0) {
+            if (server->sentinel) {
+                /* taken by ngx_llm_cache_redis_sentinel_create() */
+                continue;
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"llm_cache_redis\" sentinel_* parameters "
+                               "need sentinel=");
+            return NULL;
+        }
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             db = ngx_atoi(value[i].data + 3, value[i].len - 3);
@@ -362,6 +397,10 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"llm_cache_redis\" user= needs password=");
         return NULL;
+    }
+
+    if (server->sentinel) {
+        return server;
     }
 
     addr = value[1];
@@ -520,6 +559,15 @@ ngx_llm_cache_redis_start(ngx_llm_cache_redis_server_t *s,
         ngx_llm_cache_redis_connect(rc);
     }
 
+    if (s->sentinel
+        && ngx_llm_cache_redis_sentinel_init_worker(s->sentinel, s,
+                                                    s->connect_timeout,
+                                                    cycle->log)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -551,6 +599,10 @@ ngx_llm_cache_redis_stop(ngx_llm_cache_redis_server_t *s)
     ngx_llm_cache_redis_conn_t  *rc;
 
     s->exiting = 1;
+
+    if (s->sentinel) {
+        ngx_llm_cache_redis_sentinel_exit_worker(s->sentinel);
+    }
 
     if (s->tripped) {
         /* the gauge of open breakers is shared: this one goes */
@@ -588,14 +640,27 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
 {
     ngx_llm_cache_redis_server_t *s = rc->server;
 
+    int                 port;
+    u_char             *host;
     redisAsyncContext  *ac;
     ngx_connection_t   *c;
 
+    host = s->host;
+    port = s->port;
+
+    if (s->sentinel
+        && ngx_llm_cache_redis_sentinel_address(s->sentinel, &host, &port)
+           != NGX_OK)
+    {
+        /* no master known yet: the sentinels' answer opens it (repoint) */
+        return;
+    }
+
     if (s->unix_socket) {
-        ac = redisAsyncConnectUnix((char *) s->host);
+        ac = redisAsyncConnectUnix((char *) host);
 
     } else {
-        ac = redisAsyncConnect((char *) s->host, s->port);
+        ac = redisAsyncConnect((char *) host, port);
     }
 
     if (ac == NULL) {
@@ -687,6 +752,15 @@ ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc)
     if (s->db >= 0
         && redisAsyncCommand(ac, ngx_llm_cache_redis_setup_reply, rc,
                              "SELECT %d", (int) s->db)
+           == REDIS_OK)
+    {
+        rc->setup_pending++;
+    }
+
+    /* what the sentinels named is used only if it is still a master */
+
+    if (s->sentinel
+        && redisAsyncCommand(ac, ngx_llm_cache_redis_role_reply, rc, "ROLE")
            == REDIS_OK)
     {
         rc->setup_pending++;
@@ -1110,6 +1184,37 @@ ngx_llm_cache_redis_name_reply(redisAsyncContext *ac, void *reply,
 }
 
 
+/* ROLE on a Sentinel-managed master's connection: "master", or it goes */
+
+static void
+ngx_llm_cache_redis_role_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_llm_cache_redis_conn_t  *rc = privdata;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (ngx_llm_cache_redis_sentinel_role(rc->server->sentinel, reply)
+        != NGX_OK)
+    {
+        /* counted as a failure, which asks the sentinels again */
+        ngx_llm_cache_redis_failed(rc->server, NULL, rc->server->log,
+                                   "connect failed", "not a master (ROLE)",
+                                   0);
+        redisAsyncFree(ac);
+        return;
+    }
+
+    if (--rc->setup_pending == 0
+        && rc->state == NGX_LLM_CACHE_REDIS_CONNECTING)
+    {
+        ngx_llm_cache_redis_ready(rc);
+    }
+}
+
+
 /*
  * The first ready connection with fewer than NGX_LLM_CACHE_REDIS_PIPELINE
  * replies outstanding, else the ready one with the fewest: commands pile
@@ -1287,6 +1392,11 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
         if (!redirect) {
             ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
+        }
+
+        if (s->sentinel && ngx_strncmp(rr->str, "READONLY", 8) == 0) {
+            /* a demoted master: the sentinels know the new one */
+            ngx_llm_cache_redis_sentinel_failed(s->sentinel, "READONLY");
         }
 
     } else {
@@ -1626,6 +1736,11 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
     ngx_uint_t                   i;
     ngx_llm_cache_redis_conn_t  *rc;
 
+    if (s->sentinel) {
+        /* the master may have moved: the sentinels are asked again */
+        ngx_llm_cache_redis_sentinel_failed(s->sentinel, what);
+    }
+
     ngx_llm_cache_redis_log_failure(s, log, what, detail);
     ngx_llm_cache_metrics_redis_event(s, &s->name,
                                       NGX_LLM_CACHE_METRICS_REDIS_FAILURE);
@@ -1691,6 +1806,59 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
             rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
             redisAsyncFree(rc->ac);
+        }
+    }
+}
+
+
+/*
+ * The sentinels name another master (ngx_llm_cache_redis_sentinel.c): the
+ * connections to the old one go (the commands on them fail open) and each
+ * is reopened at once, to the new address.  The breaker, if open, closes
+ * when the first is set up: the old master's slowness says nothing of the
+ * new one.
+ */
+
+void
+ngx_llm_cache_redis_repoint(ngx_llm_cache_redis_server_t *s)
+{
+    ngx_uint_t                   i;
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    if (s->conns == NULL || s->exiting) {
+        return;
+    }
+
+    /* none is picked by what the failing commands' handlers send */
+
+    for (i = 0; i < s->pool_size; i++) {
+        s->conns[i].state = NGX_LLM_CACHE_REDIS_DOWN;
+    }
+
+    for (i = 0; i < s->pool_size; i++) {
+        rc = &s->conns[i];
+
+        if (rc->ac
+            && !(rc->ac->c.flags & (REDIS_FREEING|REDIS_DISCONNECTING)))
+        {
+            redisAsyncFree(rc->ac);
+        }
+    }
+
+    s->prober = NULL;
+    s->slow = 0;
+
+    for (i = 0; i < s->pool_size; i++) {
+        rc = &s->conns[i];
+
+        if (rc->reconnect.timer_set) {
+            ngx_del_timer(&rc->reconnect);
+        }
+
+        rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+
+        if (rc->ac == NULL) {
+            ngx_llm_cache_redis_connect(rc);
         }
     }
 }

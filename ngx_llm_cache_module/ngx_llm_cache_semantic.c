@@ -71,6 +71,7 @@ struct ngx_llm_cache_sem_ctx_s {
     ngx_msec_t                     embed_start;
     ngx_llm_cache_sem_vector_t     vec;
     u_char                         sig[NGX_LLM_CACHE_SEM_SIG_BYTES];
+    float                          weights[NGX_LLM_CACHE_SEM_SIG_BITS];
 
     ngx_str_t                     *members;       /* the index, copied */
     ngx_uint_t                     nmembers;
@@ -750,7 +751,10 @@ ngx_llm_cache_semantic_embed_done(ngx_http_request_t *sr, void *data,
                                                   &sem->vec, &reason))
         {
         case NGX_OK:
-            if (ngx_llm_cache_sem_signature(&sem->vec, sem->sig) != NGX_OK) {
+            if (ngx_llm_cache_sem_signature_weights(&sem->vec, sem->sig,
+                                                    sem->weights)
+                != NGX_OK)
+            {
                 ngx_str_set(&reason, "no memory for the signature");
                 break;
             }
@@ -838,8 +842,8 @@ ngx_llm_cache_semantic_resume(ngx_http_request_t *r)
         return;
     }
 
-    sem->ncand = ngx_llm_cache_sem_candidates(sem->sig, sem->members,
-                     sem->nmembers,
+    sem->ncand = ngx_llm_cache_sem_candidates_weighted(sem->sig,
+                     sem->weights, sem->members, sem->nmembers,
                      ngx_llm_cache_sem_max_hamming(
                                  (double) lcf->semantic.threshold / 10000),
                      sem->cand, NGX_LLM_CACHE_SEM_CANDIDATES);
@@ -1093,13 +1097,24 @@ ngx_llm_cache_semantic_miss(ngx_llm_cache_ctx_t *ctx,
 static void
 ngx_llm_cache_semantic_forget(ngx_llm_cache_ctx_t *ctx, ngx_str_t *member)
 {
-    const char                *argv[3];
-    size_t                     argvlen[3];
-    ngx_llm_cache_sem_ctx_t   *sem;
-    ngx_llm_cache_loc_conf_t  *lcf;
+    u_char                      *p;
+    const char                  *argv[3];
+    size_t                       argvlen[3];
+    ngx_llm_cache_sem_ctx_t     *sem;
+    ngx_llm_cache_loc_conf_t    *lcf;
+    ngx_llm_cache_sem_member_t   m;
+    u_char                       key[NGX_LLM_CACHE_SEM_ID_BYTES * 2];
 
     sem = ctx->sem;
     lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
+
+    if (ngx_llm_cache_sem_member_decode(member->data, member->len, &m)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    /* the index entry, and its vector if it is still there */
 
     argv[0] = "ZREM";
     argvlen[0] = 4;
@@ -1110,6 +1125,25 @@ ngx_llm_cache_semantic_forget(ngx_llm_cache_ctx_t *ctx, ngx_str_t *member)
 
     (void) ngx_llm_cache_redis_command(lcf->redis, "semantic clean-up "
                                        "failed", 3, argv, argvlen, 0, NULL,
+                                       NULL, ctx->request->connection->log);
+
+    p = ngx_pnalloc(ctx->request->pool, sem->base.len + 2 + sizeof(key));
+    if (p == NULL) {
+        return;
+    }
+
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
+    argv[1] = (const char *) p;
+
+    p = ngx_cpymem(p, sem->base.data, sem->base.len);
+    p = ngx_cpymem(p, "e:", 2);
+    p = ngx_hex_dump(p, m.id, NGX_LLM_CACHE_SEM_ID_BYTES);
+
+    argvlen[1] = p - (u_char *) argv[1];
+
+    (void) ngx_llm_cache_redis_command(lcf->redis, "semantic clean-up "
+                                       "failed", 2, argv, argvlen, 0, NULL,
                                        NULL, ctx->request->connection->log);
 }
 

@@ -72,6 +72,9 @@ typedef struct {
 
 #define NGX_LLM_CACHE_SEM_PLANE_SETS     4
 
+/* max_out of ngx_llm_cache_sem_candidates(), at most */
+#define NGX_LLM_CACHE_SEM_MAX_CANDIDATES 64
+
 typedef struct {
     ngx_uint_t                     dims;
     u_char                        *bits;       /* [dims / 8][256] */
@@ -165,7 +168,9 @@ static int ngx_llm_cache_sem_json_base64(ngx_llm_cache_sem_parse_t *ps,
     const u_char *s, size_t len);
 
 static u_char *ngx_llm_cache_sem_planes(ngx_uint_t dims);
+static void ngx_llm_cache_sem_planes_free(void *data);
 static uint64_t ngx_llm_cache_sem_splitmix64(uint64_t *state);
+static uint64_t ngx_llm_cache_sem_le64(u_char *p);
 static ngx_uint_t ngx_llm_cache_sem_popcount(uint64_t x);
 static float ngx_llm_cache_sem_float_le(u_char *p);
 static void ngx_llm_cache_sem_float_to_le(float f, u_char *p);
@@ -217,6 +222,7 @@ static yajl_callbacks  ngx_llm_cache_sem_json_callbacks = {
 static ngx_llm_cache_sem_planes_t
     ngx_llm_cache_sem_plane_sets[NGX_LLM_CACHE_SEM_PLANE_SETS];
 static ngx_uint_t  ngx_llm_cache_sem_plane_next;
+static void       *ngx_llm_cache_sem_plane_cycle;
 
 
 /* the guards' scratch space: one text at a time, in one process */
@@ -901,6 +907,14 @@ ngx_llm_cache_sem_json_base64(ngx_llm_cache_sem_parse_t *ps,
 ngx_int_t
 ngx_llm_cache_sem_signature(ngx_llm_cache_sem_vector_t *vec, u_char *sig)
 {
+    return ngx_llm_cache_sem_signature_weights(vec, sig, NULL);
+}
+
+
+ngx_int_t
+ngx_llm_cache_sem_signature_weights(ngx_llm_cache_sem_vector_t *vec,
+    u_char *sig, float *weights)
+{
     float        x[8], t[256];
     double       dot[NGX_LLM_CACHE_SEM_SIG_BITS];
     u_char      *row;
@@ -956,6 +970,10 @@ ngx_llm_cache_sem_signature(ngx_llm_cache_sem_vector_t *vec, u_char *sig)
         if (dot[i] >= 0) {
             sig[i / 8] |= (u_char) (1 << (i % 8));
         }
+
+        if (weights) {
+            weights[i] = (float) fabs(dot[i]);
+        }
     }
 
     return NGX_OK;
@@ -976,7 +994,29 @@ ngx_llm_cache_sem_planes(ngx_uint_t dims)
     u_char                      *bits;
     uint64_t                     state, r;
     ngx_uint_t                   n;
+    ngx_pool_cleanup_t          *cln;
     ngx_llm_cache_sem_planes_t  *set;
+
+    /*
+     * Freed with the cycle (a worker's, at its exit): the module may be
+     * unloaded then, and valgrind would see the planes lost.  A new cycle
+     * (a reload in a single process) starts afresh; the old cycle's
+     * cleanup then finds the planes no longer its own.
+     */
+
+    if (ngx_llm_cache_sem_plane_cycle != (void *) ngx_cycle) {
+        ngx_llm_cache_sem_planes_free(ngx_llm_cache_sem_plane_cycle);
+
+        cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_llm_cache_sem_planes_free;
+        cln->data = (void *) ngx_cycle;
+
+        ngx_llm_cache_sem_plane_cycle = (void *) ngx_cycle;
+    }
 
     for (n = 0; n < NGX_LLM_CACHE_SEM_PLANE_SETS; n++) {
         if (ngx_llm_cache_sem_plane_sets[n].dims == dims) {
@@ -1019,6 +1059,29 @@ ngx_llm_cache_sem_planes(ngx_uint_t dims)
 }
 
 
+static void
+ngx_llm_cache_sem_planes_free(void *data)
+{
+    ngx_uint_t  n;
+
+    if (data == NULL || data != ngx_llm_cache_sem_plane_cycle) {
+        return;
+    }
+
+    for (n = 0; n < NGX_LLM_CACHE_SEM_PLANE_SETS; n++) {
+        if (ngx_llm_cache_sem_plane_sets[n].bits) {
+            ngx_free(ngx_llm_cache_sem_plane_sets[n].bits);
+        }
+
+        ngx_llm_cache_sem_plane_sets[n].dims = 0;
+        ngx_llm_cache_sem_plane_sets[n].bits = NULL;
+    }
+
+    ngx_llm_cache_sem_plane_next = 0;
+    ngx_llm_cache_sem_plane_cycle = NULL;
+}
+
+
 static uint64_t
 ngx_llm_cache_sem_splitmix64(uint64_t *state)
 {
@@ -1047,6 +1110,24 @@ ngx_llm_cache_sem_hamming(u_char *a, u_char *b)
     }
 
     return n;
+}
+
+
+/* signature bit 64 w + b is bit b of word w */
+
+static uint64_t
+ngx_llm_cache_sem_le64(u_char *p)
+{
+    ngx_uint_t  i;
+    uint64_t    x;
+
+    x = 0;
+
+    for (i = 8; i > 0; i--) {
+        x = (x << 8) | p[i - 1];
+    }
+
+    return x;
 }
 
 
@@ -1158,10 +1239,30 @@ ngx_uint_t
 ngx_llm_cache_sem_candidates(u_char *sig, ngx_str_t *members, ngx_uint_t n,
     ngx_uint_t max_hamming, ngx_uint_t *out, ngx_uint_t max_out)
 {
-    ngx_uint_t  i, j, h, k, dist[NGX_LLM_CACHE_SEM_CANDIDATES];
+    return ngx_llm_cache_sem_candidates_weighted(sig, NULL, members, n,
+                                                 max_hamming, out, max_out);
+}
 
-    if (max_out > NGX_LLM_CACHE_SEM_CANDIDATES) {
-        max_out = NGX_LLM_CACHE_SEM_CANDIDATES;
+
+/*
+ * With the query's weights, the members within max_hamming are ranked by
+ * the sum of the weights of the bits that differ: a bit of a plane the
+ * query is close to differs easily and says little (an asymmetric
+ * distance); without, by Hamming distance
+ */
+
+ngx_uint_t
+ngx_llm_cache_sem_candidates_weighted(u_char *sig, float *weights,
+    ngx_str_t *members, ngx_uint_t n, ngx_uint_t max_hamming,
+    ngx_uint_t *out, ngx_uint_t max_out)
+{
+    u_char      *p;
+    double       d, dist[NGX_LLM_CACHE_SEM_MAX_CANDIDATES];
+    uint64_t     x;
+    ngx_uint_t   i, j, h, k, w, b;
+
+    if (max_out > NGX_LLM_CACHE_SEM_MAX_CANDIDATES) {
+        max_out = NGX_LLM_CACHE_SEM_MAX_CANDIDATES;
     }
 
     k = 0;
@@ -1172,11 +1273,33 @@ ngx_llm_cache_sem_candidates(u_char *sig, ngx_str_t *members, ngx_uint_t n,
             continue;
         }
 
-        h = ngx_llm_cache_sem_hamming(sig, members[i].data
-                                           + NGX_LLM_CACHE_SEM_ID_BYTES);
+        p = members[i].data + NGX_LLM_CACHE_SEM_ID_BYTES;
 
-        if (h > max_hamming || (k == max_out && (k == 0 || h >= dist[k - 1])))
-        {
+        h = ngx_llm_cache_sem_hamming(sig, p);
+
+        if (h > max_hamming) {
+            continue;
+        }
+
+        if (weights == NULL) {
+            d = (double) h;
+
+        } else {
+            d = 0;
+
+            for (w = 0; w < NGX_LLM_CACHE_SEM_SIG_BYTES / 8; w++) {
+                x = ngx_llm_cache_sem_le64(sig + 8 * w)
+                    ^ ngx_llm_cache_sem_le64(p + 8 * w);
+
+                for (b = 64 * w; x; b++, x >>= 1) {
+                    if (x & 1) {
+                        d += weights[b];
+                    }
+                }
+            }
+        }
+
+        if (k == max_out && (k == 0 || d >= dist[k - 1])) {
             continue;
         }
 
@@ -1184,13 +1307,13 @@ ngx_llm_cache_sem_candidates(u_char *sig, ngx_str_t *members, ngx_uint_t n,
 
         j = (k < max_out) ? k++ : k - 1;
 
-        while (j > 0 && dist[j - 1] > h) {
+        while (j > 0 && dist[j - 1] > d) {
             dist[j] = dist[j - 1];
             out[j] = out[j - 1];
             j--;
         }
 
-        dist[j] = h;
+        dist[j] = d;
         out[j] = i;
     }
 
@@ -1884,9 +2007,9 @@ ngx_llm_cache_sem_word(ngx_llm_cache_sem_guard_t *g, u_char *w, size_t len,
 
     /* n't, n’t */
 
-    if ((len >= 4 && w[len - 1] == 't' && w[len - 2] == '\''
+    if ((len >= 4 && (w[len - 1] | 0x20) == 't' && w[len - 2] == '\''
          && (w[len - 3] | 0x20) == 'n')
-        || (len >= 6 && w[len - 1] == 't' && w[len - 2] == 0x99
+        || (len >= 6 && (w[len - 1] | 0x20) == 't' && w[len - 2] == 0x99
             && w[len - 3] == 0x80 && w[len - 4] == 0xe2
             && (w[len - 5] | 0x20) == 'n'))
     {
@@ -2233,7 +2356,10 @@ ngx_llm_cache_sem_stems(u_char *w, size_t len,
 }
 
 
-/* the length of a non-ASCII punctuation mark at p: “ ” ‘ ’ – — … nbsp */
+/*
+ * The length of a non-ASCII punctuation mark at p: curly quotes, dashes,
+ * an ellipsis, a no-break space, guillemets
+ */
 
 static size_t
 ngx_llm_cache_sem_punct(u_char *p, u_char *end)

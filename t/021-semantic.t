@@ -406,3 +406,63 @@ semantic layer not used
 --- must_die
 --- error_log
 "llm_cache_semantic_guard off" cannot be combined with guards
+
+
+
+=== TEST 16: a purged exact entry answers no paraphrase: its index entry goes, the provider answers; a namespace purge takes the semantic keys too
+--- http_config
+    map $request_method $purge { PURGE 1; default 0; }
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_purge $purge;
+        llm_cache_semantic on;
+        llm_cache_semantic_embed /_embed;
+        llm_cache_semantic_model fake-embed;
+        add_header X-Sem "$llm_cache_semantic_status" always;
+    }
+--- more_headers eval
+["", "$::auth", "", "$::auth", "$::auth", "", "", "$::auth\nLLM-Cache-Purge: namespace", ""]
+--- request eval
+[main::pair($::refund, $::refunds, 0.99),
+ "POST /v1/chat/completions\n" . main::chat($::refund),
+ "GET /__sleep?ms=100",
+ "PURGE /v1/chat/completions\n" . main::chat($::refund),
+ "POST /v1/chat/completions\n" . main::chat($::refunds),
+ "GET /__sleep?ms=100",
+ "GET /__redis/keys",
+ "PURGE /v1/chat/completions",
+ "GET /__redis/keys"]
+--- response_headers eval
+["", "X-LLM-Cache: MISS", "", "X-LLM-Cache: PURGE", "X-LLM-Cache: MISS\nX-Sem: MISS", "", "", "X-LLM-Cache: PURGE", ""]
+--- response_body_like eval
+["pair", "fake-1", "ok", '"purged": 1', "fake-2", "ok",
+ qr{^keys=3\n(llm:v2:[0-9a-f]{16}:[0-9a-f]{16}:[0-9a-f]{64} ttl=\d+ bytes=\d+\n)(llm:v2:\S+:s\{[0-9a-f]{32}\}:e:[0-9a-f]{32} ttl=\d+ bytes=\d+\n)(llm:v2:\S+:s\{[0-9a-f]{32}\}:i ttl=\d+ bytes=-1\n)$},
+ '"purged": 3', qr{^keys=0\n$}]
+
+
+
+=== TEST 17: Anthropic Messages (system at the top, text blocks) hit the same way; Gemini and Responses shapes are not taken (BYPASS)
+--- config
+    location ~ ^/v1(beta)?/ {
+        llm_cache_pass /_llm;
+        llm_cache_semantic on;
+        llm_cache_semantic_embed /_embed;
+        llm_cache_semantic_model fake-embed;
+        add_header X-Sem "$llm_cache_semantic_status" always;
+    }
+--- more_headers eval
+["", "x-api-key: sk-ant", "", "x-api-key: sk-ant", "x-goog-api-key: g-key", "$::auth", ""]
+--- request eval
+[main::pair($::refund, $::refunds, 0.98),
+ "POST /v1/messages\n" . qq({"model":"claude-3-5-haiku","max_tokens":256,"system":"Be brief.","messages":[{"role":"user","content":[{"type":"text","text":"$::refund"}]}]}),
+ "GET /__sleep?ms=100",
+ "POST /v1/messages\n" . qq({"model":"claude-3-5-haiku","max_tokens":256,"system":"Be brief.","messages":[{"role":"user","content":"$::refunds"}]}),
+ "POST /v1beta/models/gemini-2.0-flash:generateContent\n" . qq({"contents":[{"role":"user","parts":[{"text":"$::refunds"}]}]}),
+ "POST /v1/responses\n" . qq({"model":"gpt-4o","input":"$::refunds"}),
+ "GET /__stats"]
+--- response_headers eval
+["", "X-LLM-Cache: MISS\nX-Sem: MISS", "", "X-LLM-Cache: HIT_SEMANTIC\nX-Sem: HIT",
+ "X-Sem: BYPASS", "X-Sem: BYPASS", ""]
+--- response_body_like eval
+["pair", ".", "ok", ".", ".", ".", "^calls=3\n\$"]
