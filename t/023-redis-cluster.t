@@ -246,8 +246,13 @@ for my $i (0 .. $N - 1) {
 }
 is_deeply(\@miss, [('200 MISS') x $N], "$N prompts: MISS each");
 is(scalar(keys %key_of), $N, 'each MISS stored one entry');
+cli($_, 'config', 'resetstat') for masters();
 my @hit = map { my ($st, $c) = post($_); "$st $c" } 0 .. $N - 1;
 is_deeply(\@hit, [('200 HIT') x $N], 'then HIT each');
+my @moved = grep { cli($_, 'info', 'errorstats') =~ /errorstat_MOVED/ }
+            masters();
+is("@moved", '', 'each GET went to its slot\'s master: no MOVED (the '
+   . 'CRC16 slots and the map agree with Redis)');
 is(calls() - $calls0, $N, 'the provider was called once per prompt');
 # 2 workers x (3 masters + the seeds not a master) x pool=2, at least
 ok(cluster_metric('connects_total') >= 12,
