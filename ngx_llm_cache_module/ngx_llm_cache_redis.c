@@ -31,6 +31,13 @@
  * connection, requests fail open), a ROLE other than master refuses the
  * connection, failures and READONLY replies are reported there, and
  * ngx_llm_cache_redis_repoint() moves the pool when the master moves.
+ *
+ * A Redis Cluster (cluster=) server has no pool: the public functions
+ * route each command by its key's slot to a node server, an ordinary
+ * server made by ngx_llm_cache_redis_node() from the slot map that
+ * ngx_llm_cache_redis_cluster.c keeps.  A node server's ops keep a copy
+ * of their command, sent again by ngx_llm_cache_redis_resend() when the
+ * reply is MOVED or ASK; its failures make the map be asked for again.
  */
 
 
