@@ -740,9 +740,11 @@ ngx_llm_cache_redis_link_dispatch(ngx_llm_cache_redis_link_t *lk)
             lk->tail = NULL;
         }
 
-        lk->nesting++;
-        cb->handler(lk, reply, cb->data);
-        lk->nesting--;
+        if (cb->handler) {
+            lk->nesting++;
+            cb->handler(lk, reply, cb->data);
+            lk->nesting--;
+        }
 
         freeReplyObject(reply);
 
@@ -1011,7 +1013,10 @@ ngx_llm_cache_redis_link_close(ngx_llm_cache_redis_link_t *lk)
             lk->tail = NULL;
         }
 
-        cb->handler(lk, NULL, cb->data);
+        if (cb->handler) {
+            cb->handler(lk, NULL, cb->data);
+        }
+
         ngx_free(cb);
     }
 

@@ -19,7 +19,10 @@
 typedef struct ngx_llm_cache_redis_link_s  ngx_llm_cache_redis_link_t;
 typedef struct ngx_llm_cache_redis_cb_s    ngx_llm_cache_redis_cb_t;
 
-/* a reply (a hiredis redisReply *, valid during the call) or NULL */
+/*
+ * a reply (a hiredis redisReply *, valid during the call) or NULL; a
+ * command may have no handler (its reply is dropped)
+ */
 typedef void (*ngx_llm_cache_redis_link_reply_pt)(
     ngx_llm_cache_redis_link_t *lk, void *reply, void *data);
 

@@ -1,7 +1,7 @@
 package LLMCacheOwnNginx;
 
 # For the plain Test::More suites that drive their own nginx and servers
-# (t/022-redis-tls.t, t/023-redis-resolver.t; see t/README.md):
+# (t/022-redis-tls.t, t/025-redis-resolver.t; see t/README.md):
 #
 #   * certs($dir): a CA, a server certificate (SAN 127.0.0.1, localhost),
 #     a client certificate, a certificate for a wrong name (wrong.example)
