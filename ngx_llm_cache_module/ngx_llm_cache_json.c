@@ -1469,6 +1469,7 @@ ngx_llm_cache_json_stream_feed(ngx_llm_cache_json_stream_t *js, u_char *p,
         || js->answer.error)
     {
         js->failed = 1;
+        ngx_llm_cache_json_stream_cleanup(js);
         return 0;
     }
 
@@ -1483,12 +1484,15 @@ ngx_llm_cache_json_stream_end(ngx_llm_cache_json_stream_t *js)
         return 0;
     }
 
+    /* the lexer's buffer goes now, not with the request */
+
     if (yajl_complete_parse(js->handle) != yajl_status_ok
         || js->answer.error)
     {
         js->failed = 1;
-        return 0;
     }
 
-    return 1;
+    ngx_llm_cache_json_stream_cleanup(js);
+
+    return !js->failed;
 }

@@ -645,27 +645,22 @@ ngx_llm_cache_metrics_scan(u_char *p, u_char *end,
     /* inside a JSON string its quotes would be escaped: a key */
 
     while (p < end) {
-        p = ngx_strlchr(p, end, '"');
+        /* memmem(): the whole answer passes here */
+        start = memmem(p, end - p, "\"usage\"", 7);
 
-        if (p == NULL) {
+        if (start == NULL) {
+            /* a "usage" the next buffer may complete */
+
+            for (p = ngx_max(p, end - 6); p < end; p++) {
+                if (*p == '"' && ngx_strncmp(p, "\"usage\"", end - p) == 0) {
+                    return p;
+                }
+            }
+
             return NULL;
         }
 
-        start = p;
-
-        if (end - p < 7) {
-            if (ngx_strncmp(p, "\"usage\"", end - p) == 0) {
-                return start;
-            }
-
-            p++;
-            continue;
-        }
-
-        if (ngx_strncmp(p, "\"usage\"", 7) != 0) {
-            p++;
-            continue;
-        }
+        p = start;
 
         for (p += 7; p < end && (*p == ' ' || *p == '\t'); p++) { }
 

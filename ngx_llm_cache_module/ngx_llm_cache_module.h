@@ -230,7 +230,6 @@ typedef struct {
     size_t                         captured_header;  /* room in front */
     size_t                         captured_size;    /* as the client had */
     void                          *deflate;          /* z_stream */
-    ngx_llm_cache_json_stream_t   *json_stream;      /* a JSON answer */
     u_char                        *usage_carry;      /* a "usage" split */
     size_t                         usage_carry_len;  /* over buffers */
     ngx_llm_cache_sse_t           *sse;           /* judges an SSE answer */

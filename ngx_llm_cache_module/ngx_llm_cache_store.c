@@ -25,6 +25,9 @@
 /* what the capture buffer starts with when the length is not known */
 #define NGX_LLM_CACHE_CAPTURE_SIZE  16384
 
+/* the pieces a deflated JSON answer is parsed in */
+#define NGX_LLM_CACHE_JSON_PIECE    262144
+
 
 static void ngx_llm_cache_store_invalid(ngx_http_request_t *sr,
     ngx_llm_cache_ctx_t *ctx, char *reason);
@@ -35,6 +38,8 @@ static ngx_int_t ngx_llm_cache_capture_grow(ngx_llm_cache_ctx_t *ctx,
 static ngx_int_t ngx_llm_cache_capture_deflate(ngx_llm_cache_ctx_t *ctx,
     u_char *p, size_t len, ngx_uint_t flush);
 static void ngx_llm_cache_capture_cleanup(void *data);
+static ngx_uint_t ngx_llm_cache_store_json_inflated(ngx_http_request_t *sr,
+    ngx_str_t *body);
 
 
 /* at the provider's header: 1 if the answer may be stored */
@@ -131,10 +136,9 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 
 /*
  * One buffer of the body, written into the entry being built (deflated
- * with llm_cache_compress) and judged as it passes: an event stream
- * event by event, so that one with an error event stops being copied at
- * once, a JSON answer by an incremental parse, so that the store does not
- * parse it again.  NGX_DECLINED: the answer is not stored.
+ * with llm_cache_compress); an event stream is judged as it passes, so
+ * that one with an error event stops being copied at once, and its usage
+ * read.  NGX_DECLINED: the answer is not stored.
  */
 
 ngx_int_t
@@ -188,13 +192,6 @@ ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
         && ngx_llm_cache_capture_start(sr, ctx) != NGX_OK)
     {
         return NGX_ERROR;
-    }
-
-    if (!ctx->provider_sse
-        && !ngx_llm_cache_json_stream_feed(ctx->json_stream, buf->pos, size))
-    {
-        ngx_llm_cache_store_invalid(sr, ctx, "it does not parse");
-        return NGX_DECLINED;
     }
 
     if (ngx_llm_cache_metrics_feed(sr->pool, ctx, buf->pos, size)
@@ -252,17 +249,10 @@ ngx_llm_cache_capture_start(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     len = sr->headers_out.content_length_n;
 
     if (len > 0 && len <= (off_t) lcf->max_size) {
-        size = lcf->compress ? (size_t) len / 2 + 64 : (size_t) len;
+        size = lcf->compress ? (size_t) len / 4 + 256 : (size_t) len;
 
     } else {
         size = ngx_min(NGX_LLM_CACHE_CAPTURE_SIZE, lcf->max_size + 64);
-    }
-
-    if (!ctx->provider_sse) {
-        ctx->json_stream = ngx_llm_cache_json_stream_create(sr->pool);
-        if (ctx->json_stream == NULL) {
-            return NGX_ERROR;
-        }
     }
 
     ctx->captured = ngx_alloc(ctx->captured_header + size,
@@ -446,15 +436,6 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return;
     }
 
-    /* parsed as it passed: only its end is left */
-
-    if (!ctx->provider_sse
-        && !ngx_llm_cache_json_stream_end(ctx->json_stream))
-    {
-        ngx_llm_cache_store_invalid(sr, ctx, "it does not parse");
-        return;
-    }
-
     ngx_llm_cache_metrics_usage(sr, ctx);
 
     encoding = NGX_LLM_CACHE_ENCODING_IDENTITY;
@@ -470,6 +451,21 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 
     body.data = ctx->captured + ctx->captured_header;
     body.len = ctx->captured_pos - body.data;
+
+    /*
+     * a JSON answer is parsed once, here, in one piece; deflated, in
+     * large pieces as it inflates (fed as it passed, yajl would lex a
+     * long string again at each buffer that cuts it)
+     */
+
+    if (!ctx->provider_sse
+        && !(ctx->deflate
+             ? ngx_llm_cache_store_json_inflated(sr, &body)
+             : ngx_llm_cache_json_valid(body.data, body.len)))
+    {
+        ngx_llm_cache_store_invalid(sr, ctx, "it does not parse");
+        return;
+    }
 
     if (ngx_llm_cache_entry_header(sr->connection->log, ctx->provider_status,
                                    &ctx->provider_content_type, ngx_time(),
@@ -515,6 +511,65 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
             ngx_llm_cache_semantic_stored(ctx);
         }
     }
+}
+
+
+/* 1 if the deflated body is a JSON answer */
+
+static ngx_uint_t
+ngx_llm_cache_store_json_inflated(ngx_http_request_t *sr, ngx_str_t *body)
+{
+    int                           rc;
+    u_char                       *piece;
+    z_stream                      zs;
+    ngx_uint_t                    ok;
+    ngx_llm_cache_json_stream_t  *js;
+
+    js = ngx_llm_cache_json_stream_create(sr->pool);
+    if (js == NULL) {
+        return 0;
+    }
+
+    piece = ngx_alloc(NGX_LLM_CACHE_JSON_PIECE, sr->connection->log);
+    if (piece == NULL) {
+        return 0;
+    }
+
+    ngx_memzero(&zs, sizeof(z_stream));
+
+    if (inflateInit2(&zs, MAX_WBITS + 16) != Z_OK) {
+        ngx_free(piece);
+        return 0;
+    }
+
+    zs.next_in = body->data;
+    zs.avail_in = body->len;
+
+    ok = 0;
+
+    for ( ;; ) {
+        zs.next_out = piece;
+        zs.avail_out = NGX_LLM_CACHE_JSON_PIECE;
+
+        rc = inflate(&zs, Z_NO_FLUSH);
+
+        if ((rc != Z_OK && rc != Z_STREAM_END)
+            || !ngx_llm_cache_json_stream_feed(js, piece,
+                                               zs.next_out - piece))
+        {
+            break;
+        }
+
+        if (rc == Z_STREAM_END) {
+            ok = ngx_llm_cache_json_stream_end(js);
+            break;
+        }
+    }
+
+    inflateEnd(&zs);
+    ngx_free(piece);
+
+    return ok;
 }
 
 

@@ -184,6 +184,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
@@ -212,6 +213,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
@@ -240,6 +242,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
@@ -274,6 +277,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
@@ -326,6 +330,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
@@ -355,6 +360,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
@@ -383,6 +389,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
     }
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
@@ -410,6 +417,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
@@ -440,6 +448,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
     }
 --- request eval
 ["POST /v1/chat/completions\n$::chat",
@@ -467,6 +476,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
     }
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
@@ -488,11 +498,13 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
     location /v2/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
     }
 --- request eval
 ["POST /v1/chat/completions\n$::stream",
@@ -518,23 +530,27 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
         llm_cache_max_size 1m;
     }
     location /v2/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_max_size 1m;
     }
     location /v3/ {
         llm_cache_pass /_nolength;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
         llm_cache_max_size 1m;
     }
     location /v4/ {
         llm_cache_pass /_nolength;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_max_size 1m;
     }
     location ^~ /_llm/ {
@@ -570,6 +586,7 @@ __DATA__
     location /v1/ {
         llm_cache_pass /_llm;
         llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
         llm_cache_compress on;
     }
 --- request eval
