@@ -31,6 +31,10 @@
 
 static void ngx_llm_cache_store_invalid(ngx_http_request_t *sr,
     ngx_llm_cache_ctx_t *ctx, char *reason);
+static ngx_int_t ngx_llm_cache_capture_buf(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx, ngx_buf_t *buf);
+static void ngx_llm_cache_store_entry(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx);
 static ngx_int_t ngx_llm_cache_capture_start(ngx_http_request_t *sr,
     ngx_llm_cache_ctx_t *ctx);
 static ngx_int_t ngx_llm_cache_capture_grow(ngx_llm_cache_ctx_t *ctx,
@@ -143,6 +147,23 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 
 ngx_int_t
 ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
+    ngx_buf_t *buf)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_llm_cache_capture_buf(sr, ctx, buf);
+
+    if (rc != NGX_OK) {
+        /* not stored: what was captured goes now */
+        ngx_llm_cache_capture_cleanup(ctx);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_capture_buf(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
     ngx_buf_t *buf)
 {
     size_t                     size;
@@ -388,6 +409,16 @@ ngx_llm_cache_capture_cleanup(void *data)
 void
 ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 {
+    ngx_llm_cache_store_entry(sr, ctx);
+
+    /* sent (the command is in the Redis layer's buffer), or not stored */
+    ngx_llm_cache_capture_cleanup(ctx);
+}
+
+
+static void
+ngx_llm_cache_store_entry(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
+{
     time_t                     ttl, keep;
     ngx_int_t                  rc;
     ngx_str_t                  value, entry, body;
@@ -493,10 +524,6 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
                    "llm_cache: store \"%V\" %uz bytes of %uz rc:%i",
                    &ctx->key, entry.len, ctx->captured_size, rc);
-
-    /* the command is in hiredis's buffer: ours is not needed any more */
-
-    ngx_llm_cache_capture_cleanup(ctx);
 
     ctx->store_result = (rc == NGX_OK) ? NGX_LLM_CACHE_STORED
                                        : NGX_LLM_CACHE_NOT_STORED_REDIS;
