@@ -6,15 +6,21 @@
 #              a refresh, so each answer is stored too)
 #   proxy    - plain proxy_pass to the same fake provider (the miss floor)
 #   pcache   - nginx proxy_cache keyed on $request_body (what people do today)
-# and prints requests/s, p50/p99 latency and the ratios.
+# and prints requests/s, p50/p99 latency, the nginx worker's CPU time per
+# request (user + sys from /proc/<pid>/stat over the run, divided by the
+# requests served: meaningful on a shared machine where req/s swings) and
+# the ratios.  With runs > 1 each row is measured that many times, in
+# turns, and the medians are printed (the ratios: the median of each run's
+# ratio).
 #
-#   bench/run.sh [seconds=10] [connections=32] [threads=2]
+#   bench/run.sh [seconds=10] [connections=32] [threads=2] [runs=1]
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
 conns=${2:-32}
 threads=${3:-2}
+runs=${4:-1}
 dir=$(mktemp -d /tmp/llm-bench.XXXXXX)
 body="$repo/t/fixtures/openai/chat-request.json"
 answer="$repo/t/fixtures/openai/chat-response.json"
@@ -108,22 +114,50 @@ st=$(curl -s -o /dev/null -w '%header{x-llm-cache}' -X POST \
      "http://127.0.0.1:$nport/hit")
 [ "$st" = HIT ] || { echo "bench: /hit is not a hit ($st)" >&2; exit 1; }
 
-declare -A rps p50 p99
-for t in return hit miss proxy pcache; do
-    out=$(BODY="$body" wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
-          -s "$repo/bench/post.lua" "http://127.0.0.1:$nport/$t")
-    rps[$t]=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-    p50[$t]=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    p99[$t]=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    errs=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-    printf '%-7s %10s req/s  p50 %-9s p99 %-9s %s\n' "$t" "${rps[$t]}" \
-        "${p50[$t]}" "${p99[$t]}" "$errs"
+rows=(return hit miss proxy pcache)
+wpid=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
+tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$wpid/stat"; }
+
+declare -A rps p50 p99 cpu
+for r in $(seq "$runs"); do
+    [ "$runs" -gt 1 ] && echo "run $r of $runs"
+    for t in "${rows[@]}"; do
+        c0=$(cpu_ticks)
+        out=$(BODY="$body" wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
+              -s "$repo/bench/post.lua" "http://127.0.0.1:$nport/$t")
+        c1=$(cpu_ticks)
+        n=$(awk '/requests in/ { print $1 }' <<<"$out")
+        rps[$t,$r]=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+        p50[$t,$r]=$(awk '$1 == "50%" {print $2}' <<<"$out")
+        p99[$t,$r]=$(awk '$1 == "99%" {print $2}' <<<"$out")
+        cpu[$t,$r]=$(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$tck" \
+                     'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
+        errs=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+        printf '%-7s %10s req/s  p50 %-9s p99 %-9s cpu %6s us/req %s\n' "$t" \
+            "${rps[$t,$r]}" "${p50[$t,$r]}" "${p99[$t,$r]}" "${cpu[$t,$r]}" "$errs"
+    done
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2];
+                                               else printf "%.4g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# the median over the runs of one row's value, or of a ratio of two rows
+med() { local -n a=$1; local r; for r in $(seq "$runs"); do echo "${a[$2,$r]}"; done | median; }
+ratio() {   # array row_a row_b
+    local -n a=$1; local r
+    for r in $(seq "$runs"); do
+        awk -v x="${a[$2,$r]}" -v y="${a[$3,$r]}" 'BEGIN { printf "%.4f\n", x / y }'
+    done | median | awk '{ printf "%.2f", $1 }'
+}
+
 echo
-echo "hit   / return : $(ratio "${rps[hit]}" "${rps[return]}")   (target >= 0.60)"
-echo "hit   / pcache : $(ratio "${rps[hit]}" "${rps[pcache]}")"
-echo "miss  / proxy  : $(ratio "${rps[miss]}" "${rps[proxy]}")   (target >= 0.90)"
+echo "medians of $runs run(s), ${secs}s each, $conns connections, $threads threads:"
+for t in "${rows[@]}"; do
+    printf '%-7s %10s req/s  cpu %6s us/req\n' "$t" "$(med rps "$t")" "$(med cpu "$t")"
+done
+echo
+echo "hit   / return : req/s $(ratio rps hit return)   cpu/req $(ratio cpu hit return)"
+echo "hit   / pcache : req/s $(ratio rps hit pcache)   cpu/req $(ratio cpu hit pcache)"
+echo "miss  / proxy  : req/s $(ratio rps miss proxy)   cpu/req $(ratio cpu miss proxy)"
 grep -E '\[(alert|crit|emerg)\]' "$dir/logs/error.log" && exit 1
 echo "error log: no alert, crit or emerg"

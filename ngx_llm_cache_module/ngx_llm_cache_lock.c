@@ -7,10 +7,10 @@
 
 /*
  * Miss coalescing (llm_cache_lock): the first miss for a key takes
- * "<key>:lock" in Redis (SET NX PX, shared by every worker and gateway on
- * that Redis) and goes to the provider; the others wait on a timer and
- * look again until the entry is there, the lock is free to take, or
- * llm_cache_lock_timeout.
+ * "<key>:lock" in Redis ("{<key>}:lock" on Redis Cluster; SET NX PX,
+ * shared by every worker and gateway on that Redis) and goes to the
+ * provider; the others wait on a timer and look again until the entry is
+ * there, the lock is free to take, or llm_cache_lock_timeout.
  *
  * The look-up and the lock are two commands, so a leader may store and
  * unlock between a miss and its SET NX: the one that takes the lock looks
@@ -90,8 +90,10 @@ ngx_llm_cache_lock_take(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
 static ngx_int_t
 ngx_llm_cache_lock_init(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
 {
-    u_char  *p;
-    u_char   rnd[NGX_LLM_CACHE_LOCK_TOKEN_BYTES];
+    u_char                    *p;
+    u_char                     rnd[NGX_LLM_CACHE_LOCK_TOKEN_BYTES];
+    ngx_uint_t                 tag;
+    ngx_llm_cache_loc_conf_t  *lcf;
 
     if (RAND_bytes(rnd, NGX_LLM_CACHE_LOCK_TOKEN_BYTES) != 1) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -102,14 +104,39 @@ ngx_llm_cache_lock_init(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, ctx->key.len + sizeof(":lock") - 1
+    p = ngx_pnalloc(r->pool, ctx->key.len + sizeof("{}:lock") - 1
                              + 2 * NGX_LLM_CACHE_LOCK_TOKEN_BYTES);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    /*
+     * On Redis Cluster, "{<key>}:lock" hashes to the entry's slot, so the
+     * store's SET and the unlock behind it go to one node, in order.
+     * A key with braces of its own keeps "<key>:lock" (its hash tag, if
+     * any, is the lock's too); so do all keys on a single Redis.
+     */
+
+    tag = ngx_llm_cache_redis_is_cluster(lcf->redis)
+          && ngx_strlchr(ctx->key.data, ctx->key.data + ctx->key.len, '{')
+             == NULL
+          && ngx_strlchr(ctx->key.data, ctx->key.data + ctx->key.len, '}')
+             == NULL;
+
     ctx->lock_key.data = p;
+
+    if (tag) {
+        *p++ = '{';
+    }
+
     p = ngx_cpymem(p, ctx->key.data, ctx->key.len);
+
+    if (tag) {
+        *p++ = '}';
+    }
+
     p = ngx_cpymem(p, ":lock", sizeof(":lock") - 1);
     ctx->lock_key.len = p - ctx->lock_key.data;
 

@@ -387,6 +387,9 @@ ngx_llm_cache_metrics_redis(ngx_llm_cache_metrics_shm_t *shm, void *server,
         return NULL;
     }
 
+    /* a Redis Cluster node counts under its cluster= server */
+    server = ngx_llm_cache_redis_owner(server, &name);
+
     s = lmcf->servers->elts;
 
     for (i = 0; i < lmcf->servers->nelts; i++) {

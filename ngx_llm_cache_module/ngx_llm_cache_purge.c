@@ -12,13 +12,17 @@
  * "model=<name>") and "all": every key of a SCAN pattern on the v2 key
  * layout <prefix>v2:<namespace id>:<model id>:<hash>, by steps of one
  * EVAL each (SCAN ... COUNT 500 and UNLINK of what it found), so neither
- * Redis nor the worker is held for long; never KEYS or FLUSHDB.
+ * Redis nor the worker is held for long; never KEYS or FLUSHDB.  On Redis
+ * Cluster the steps go through every master in turn (SCAN sees one node's
+ * keys) and the entry's EVAL goes to its key's node.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
 
 #include "ngx_llm_cache_module.h"
 
@@ -33,6 +37,7 @@ typedef struct {
     ngx_str_t             pattern;
     ngx_uint_t            purged;
     ngx_uint_t            steps;
+    ngx_uint_t            master;    /* Redis Cluster: the one scanned */
     u_char                cursor[NGX_INT64_LEN + 1];
     size_t                cursor_len;
 } ngx_llm_cache_purge_t;
@@ -43,13 +48,17 @@ static ngx_int_t ngx_llm_cache_purge_pattern(ngx_http_request_t *r,
 static ngx_int_t ngx_llm_cache_purge_step(ngx_llm_cache_purge_t *p);
 static void ngx_llm_cache_purge_step_done(void *data, ngx_int_t rc,
     ngx_str_t *value);
+static void ngx_llm_cache_purge_entry_done(void *data, ngx_int_t rc,
+    void *reply);
 static ngx_int_t ngx_llm_cache_purge_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *scope, ngx_uint_t purged,
     ngx_str_t *error);
 
 
+/* the key declared, so that a cluster sends it to the key's node */
+
 static ngx_str_t  ngx_llm_cache_purge_entry_script = ngx_string(
-    "return '0 ' .. redis.call('UNLINK', ARGV[1])");
+    "return '0 ' .. redis.call('UNLINK', KEYS[1])");
 
 /* a step: the next cursor and how many keys went, as one string */
 
@@ -63,6 +72,19 @@ static ngx_str_t  ngx_llm_cache_purge_scan_script = ngx_string(
     "end "
     "return r[1] .. ' ' .. n");
 
+/*
+ * On Redis Cluster a script's command may not touch keys of two slots
+ * ("non local key"), so one UNLINK a key there
+ */
+
+static ngx_str_t  ngx_llm_cache_purge_cluster_script = ngx_string(
+    "if redis.replicate_commands then redis.replicate_commands() end "
+    "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], "
+                         "'COUNT', ARGV[3]) "
+    "local k, n = r[2], 0 "
+    "for i = 1, #k do n = n + redis.call('UNLINK', k[i]) end "
+    "return r[1] .. ' ' .. n");
+
 
 /*
  * NGX_DONE when the purge goes on (the request is finalized later),
@@ -72,8 +94,10 @@ static ngx_str_t  ngx_llm_cache_purge_scan_script = ngx_string(
 ngx_int_t
 ngx_llm_cache_purge(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
 {
+    size_t                     argvlen[4];
     ngx_str_t                  scope, ns, model, error, arg;
     ngx_int_t                  rc;
+    const char                *argv[4];
     ngx_uint_t                 i;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
@@ -163,10 +187,18 @@ ngx_llm_cache_purge(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx)
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "llm_cache: purge of \"%V\"", &ctx->key);
 
-            ctx->op = ngx_llm_cache_redis_eval(
-                          lcf->redis, &ngx_llm_cache_purge_entry_script,
-                          1, &ctx->key, lcf->redis_timeout,
-                          ngx_llm_cache_purge_step_done, p,
+            argv[0] = "EVAL";
+            argvlen[0] = 4;
+            argv[1] = (const char *) ngx_llm_cache_purge_entry_script.data;
+            argvlen[1] = ngx_llm_cache_purge_entry_script.len;
+            argv[2] = "1";
+            argvlen[2] = 1;
+            argv[3] = (const char *) ctx->key.data;
+            argvlen[3] = ctx->key.len;
+
+            ctx->op = ngx_llm_cache_redis_command(lcf->redis, "purge failed",
+                          4, argv, argvlen, lcf->redis_timeout,
+                          ngx_llm_cache_purge_entry_done, p,
                           r->connection->log);
             if (ctx->op == NULL) {
                 ngx_str_set(&error, "redis is not available");
@@ -291,21 +323,30 @@ ngx_llm_cache_purge_pattern(ngx_http_request_t *r, ngx_llm_cache_purge_t *p,
 static ngx_int_t
 ngx_llm_cache_purge_step(ngx_llm_cache_purge_t *p)
 {
-    ngx_str_t                  args[3];
-    ngx_http_request_t        *r;
-    ngx_llm_cache_loc_conf_t  *lcf;
+    ngx_str_t                      args[3], *script;
+    ngx_http_request_t            *r;
+    ngx_llm_cache_loc_conf_t      *lcf;
+    ngx_llm_cache_redis_server_t  *s;
 
     r = p->request;
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
+
+    s = ngx_llm_cache_redis_master(lcf->redis, p->master);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
 
     args[0].data = p->cursor;
     args[0].len = p->cursor_len;
     args[1] = p->pattern;
     ngx_str_set(&args[2], NGX_LLM_CACHE_PURGE_COUNT);
 
-    p->ctx->op = ngx_llm_cache_redis_eval(lcf->redis,
-                                          &ngx_llm_cache_purge_scan_script,
-                                          3, args, lcf->redis_timeout,
+    script = ngx_llm_cache_redis_is_cluster(lcf->redis)
+             ? &ngx_llm_cache_purge_cluster_script
+             : &ngx_llm_cache_purge_scan_script;
+
+    p->ctx->op = ngx_llm_cache_redis_eval(s, script, 3, args,
+                                          lcf->redis_timeout,
                                           ngx_llm_cache_purge_step_done, p,
                                           r->connection->log);
 
@@ -320,14 +361,16 @@ ngx_llm_cache_purge_step_done(void *data, ngx_int_t rc, ngx_str_t *value)
 {
     ngx_llm_cache_purge_t  *p = data;
 
-    u_char              *sp, *last;
-    ngx_int_t            n;
-    ngx_str_t            error;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    u_char                    *sp, *last;
+    ngx_int_t                  n;
+    ngx_str_t                  error;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_llm_cache_loc_conf_t  *lcf;
 
     r = p->request;
     c = r->connection;
+    lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
     p->ctx->op = NULL;
 
@@ -355,6 +398,24 @@ ngx_llm_cache_purge_step_done(void *data, ngx_int_t rc, ngx_str_t *value)
 
     p->purged += n;
     p->steps++;
+
+    if (sp - value->data == 1 && value->data[0] == '0'
+        && p->scope.data[0] != 'e'
+        && ngx_llm_cache_redis_master(lcf->redis, p->master + 1) != NULL)
+    {
+        /* Redis Cluster: this master is done, the next one from 0 */
+        p->master++;
+        p->cursor_len = 1;
+
+        if (ngx_llm_cache_purge_step(p) == NGX_DONE) {
+            goto posted;
+        }
+
+        ngx_str_set(&error, "redis is not available");
+        rc = ngx_llm_cache_purge_send(r, NGX_HTTP_BAD_GATEWAY, &p->scope,
+                                      p->purged, &error);
+        goto done;
+    }
 
     if (sp - value->data == 1 && value->data[0] == '0') {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
@@ -455,4 +516,29 @@ ngx_llm_cache_purge_send(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* the entry's EVAL: its string reply, as a step's */
+
+static void
+ngx_llm_cache_purge_entry_done(void *data, ngx_int_t rc, void *reply)
+{
+    ngx_str_t    value;
+    redisReply  *rr;
+
+    rr = reply;
+    ngx_str_null(&value);
+
+    if (rc == NGX_OK
+        && (rr->type == REDIS_REPLY_STRING || rr->type == REDIS_REPLY_STATUS))
+    {
+        value.data = (u_char *) rr->str;
+        value.len = rr->len;
+
+    } else if (rc == NGX_OK) {
+        rc = NGX_ERROR;
+    }
+
+    ngx_llm_cache_purge_step_done(data, rc, &value);
 }

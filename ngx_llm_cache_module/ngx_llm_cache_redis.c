@@ -31,6 +31,13 @@
  * connection, requests fail open), a ROLE other than master refuses the
  * connection, failures and READONLY replies are reported there, and
  * ngx_llm_cache_redis_repoint() moves the pool when the master moves.
+ *
+ * A Redis Cluster (cluster=) server has no pool: the public functions
+ * route each command by its key's slot to a node server, an ordinary
+ * server made by ngx_llm_cache_redis_node() from the slot map that
+ * ngx_llm_cache_redis_cluster.c keeps.  A node server's ops keep a copy
+ * of their command, sent again by ngx_llm_cache_redis_resend() when the
+ * reply is MOVED or ASK; its failures make the map be asked for again.
  */
 
 
@@ -45,6 +52,7 @@
 #include <hiredis/async.h>
 
 #include "ngx_llm_cache_redis.h"
+#include "ngx_llm_cache_redis_cluster.h"
 #include "ngx_llm_cache_redis_sentinel.h"
 #include "ngx_llm_cache_module.h"     /* the metrics hooks */
 
@@ -111,6 +119,15 @@ struct ngx_llm_cache_redis_server_s {
     /* a Sentinel-managed master: host and port come from there */
     ngx_llm_cache_redis_sentinel_t *sentinel;
 
+    /*
+     * Redis Cluster: a cluster= server has no connections of its own, it
+     * routes each command to one of its node servers, made in the worker
+     * from the slot map (ngx_llm_cache_redis_cluster.c); node is set on
+     * those
+     */
+    ngx_llm_cache_redis_cluster_t *cluster;
+    unsigned                       node:1;
+
     /* the worker's side */
     ngx_llm_cache_redis_conn_t    *conns;
     ngx_llm_cache_redis_conn_t    *prober;    /* reopened at once */
@@ -138,6 +155,9 @@ static ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_parse(
     ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n);
 static ngx_msec_t ngx_llm_cache_redis_parse_msec(ngx_str_t *value,
     size_t prefix);
+static ngx_int_t ngx_llm_cache_redis_start(ngx_llm_cache_redis_server_t *s,
+    ngx_cycle_t *cycle);
+static void ngx_llm_cache_redis_stop(ngx_llm_cache_redis_server_t *s);
 static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
@@ -170,6 +190,9 @@ static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
     int argc, const char **argv, const size_t *argvlen);
 static void ngx_llm_cache_redis_send_unlock(ngx_llm_cache_redis_conn_t *rc,
     ngx_str_t *lock, ngx_str_t *token);
+static ngx_int_t ngx_llm_cache_redis_copy_argv(ngx_llm_cache_redis_op_t *op,
+    int argc, const char **argv, const size_t *argvlen);
+static void ngx_llm_cache_redis_free_op(ngx_llm_cache_redis_op_t *op);
 static void ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_llm_cache_redis_op_timeout(ngx_event_t *ev);
@@ -389,6 +412,23 @@ ngx_llm_cache_redis_parse(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 
     addr = value[1];
 
+    if (addr.len > 8 && ngx_strncmp(addr.data, "cluster=", 8) == 0) {
+        if (server->db >= 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"llm_cache_redis\" db= cannot be used "
+                               "with cluster= (Redis Cluster has db 0 only)");
+            return NULL;
+        }
+
+        addr.data += 8;
+        addr.len -= 8;
+
+        server->cluster = ngx_llm_cache_redis_cluster_parse(cf, server,
+                                                            &addr);
+
+        return server->cluster ? server : NULL;
+    }
+
     if (addr.len > 5 && ngx_strncasecmp(addr.data, (u_char *) "unix:", 5)
                         == 0)
     {
@@ -469,8 +509,7 @@ ngx_llm_cache_redis_parse_msec(ngx_str_t *value, size_t prefix)
 ngx_int_t
 ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
 {
-    ngx_uint_t                      i, j;
-    ngx_llm_cache_redis_conn_t     *rc;
+    ngx_uint_t                      i;
     ngx_llm_cache_redis_server_t  **s;
 
     s = servers->elts;
@@ -478,36 +517,62 @@ ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
     for (i = 0; i < servers->nelts; i++) {
         s[i]->log = cycle->log;
 
-        s[i]->conns = ngx_pcalloc(cycle->pool, s[i]->pool_size
-                                  * sizeof(ngx_llm_cache_redis_conn_t));
-        if (s[i]->conns == NULL) {
+        if (s[i]->cluster) {
+            /* its node servers are started from the slot map */
+            if (ngx_llm_cache_redis_cluster_init_worker(s[i]->cluster, cycle)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_llm_cache_redis_start(s[i], cycle) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
 
-        for (j = 0; j < s[i]->pool_size; j++) {
-            rc = &s[i]->conns[j];
+    return NGX_OK;
+}
 
-            rc->server = s[i];
-            rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
 
-            rc->reconnect.handler = ngx_llm_cache_redis_reconnect_handler;
-            rc->reconnect.data = rc;
-            rc->reconnect.log = cycle->log;
+static ngx_int_t
+ngx_llm_cache_redis_start(ngx_llm_cache_redis_server_t *s,
+    ngx_cycle_t *cycle)
+{
+    ngx_uint_t                   j;
+    ngx_llm_cache_redis_conn_t  *rc;
 
-            /* no request waits for it: shutdown need not wait for it */
-            rc->reconnect.cancelable = 1;
+    s->conns = ngx_pcalloc(cycle->pool,
+                           s->pool_size * sizeof(ngx_llm_cache_redis_conn_t));
+    if (s->conns == NULL) {
+        return NGX_ERROR;
+    }
 
-            ngx_llm_cache_redis_connect(rc);
-        }
+    for (j = 0; j < s->pool_size; j++) {
+        rc = &s->conns[j];
 
-        if (s[i]->sentinel
-            && ngx_llm_cache_redis_sentinel_init_worker(s[i]->sentinel, s[i],
-                                                        s[i]->connect_timeout,
-                                                        cycle->log)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        rc->server = s;
+        rc->backoff = NGX_LLM_CACHE_REDIS_BACKOFF_MIN;
+
+        rc->reconnect.handler = ngx_llm_cache_redis_reconnect_handler;
+        rc->reconnect.data = rc;
+        rc->reconnect.log = cycle->log;
+
+        /* no request waits for it: shutdown need not wait for it */
+        rc->reconnect.cancelable = 1;
+
+        ngx_llm_cache_redis_connect(rc);
+    }
+
+    if (s->sentinel
+        && ngx_llm_cache_redis_sentinel_init_worker(s->sentinel, s,
+                                                    s->connect_timeout,
+                                                    cycle->log)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -517,45 +582,60 @@ ngx_llm_cache_redis_init_worker(ngx_cycle_t *cycle, ngx_array_t *servers)
 void
 ngx_llm_cache_redis_exit_worker(ngx_array_t *servers)
 {
-    ngx_uint_t                      i, j;
-    ngx_llm_cache_redis_conn_t     *rc;
+    ngx_uint_t                      i;
     ngx_llm_cache_redis_server_t  **s;
 
     s = servers->elts;
 
     for (i = 0; i < servers->nelts; i++) {
-        s[i]->exiting = 1;
-
-        if (s[i]->sentinel) {
-            ngx_llm_cache_redis_sentinel_exit_worker(s[i]->sentinel);
-        }
-
-        if (s[i]->tripped) {
-            /* the gauge of open breakers is shared: this one goes */
-            ngx_llm_cache_metrics_redis_event(s[i], &s[i]->name,
-                NGX_LLM_CACHE_METRICS_REDIS_BREAKER_CLOSE);
-        }
-
-        if (s[i]->conns == NULL) {
+        if (s[i]->cluster) {
+            s[i]->exiting = 1;
+            ngx_llm_cache_redis_cluster_exit_worker(s[i]->cluster);
             continue;
         }
 
-        for (j = 0; j < s[i]->pool_size; j++) {
-            rc = &s[i]->conns[j];
+        ngx_llm_cache_redis_stop(s[i]);
+    }
+}
 
-            if (rc->reconnect.timer_set) {
-                ngx_del_timer(&rc->reconnect);
+
+static void
+ngx_llm_cache_redis_stop(ngx_llm_cache_redis_server_t *s)
+{
+    ngx_uint_t                   j;
+    ngx_llm_cache_redis_conn_t  *rc;
+
+    s->exiting = 1;
+
+    if (s->sentinel) {
+        ngx_llm_cache_redis_sentinel_exit_worker(s->sentinel);
+    }
+
+    if (s->tripped) {
+        /* the gauge of open breakers is shared: this one goes */
+        ngx_llm_cache_metrics_redis_event(s, &s->name,
+            NGX_LLM_CACHE_METRICS_REDIS_BREAKER_CLOSE);
+    }
+
+    if (s->conns == NULL) {
+        return;
+    }
+
+    for (j = 0; j < s->pool_size; j++) {
+        rc = &s->conns[j];
+
+        if (rc->reconnect.timer_set) {
+            ngx_del_timer(&rc->reconnect);
+        }
+
+        if (rc->ac) {
+            /* what the last requests stored: out if the socket takes it */
+            if (rc->state == NGX_LLM_CACHE_REDIS_READY) {
+                redisAsyncHandleWrite(rc->ac);
             }
 
             if (rc->ac) {
-                /* what the last requests stored: out if the socket takes it */
-                if (rc->state == NGX_LLM_CACHE_REDIS_READY) {
-                    redisAsyncHandleWrite(rc->ac);
-                }
-
-                if (rc->ac) {
-                    redisAsyncFree(rc->ac);
-                }
+                redisAsyncFree(rc->ac);
             }
         }
     }
@@ -1240,12 +1320,20 @@ ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
     op->what = what;
     op->sent = ngx_current_msec;
     op->probe = rc->server->tripped;
+    op->timeout = timeout;
+
+    if (rc->server->cluster
+        && ngx_llm_cache_redis_copy_argv(op, argc, argv, argvlen) != NGX_OK)
+    {
+        ngx_free(op);
+        return NULL;
+    }
 
     if (redisAsyncCommandArgv(rc->ac, ngx_llm_cache_redis_reply, op, argc,
                               argv, argvlen)
         != REDIS_OK)
     {
-        ngx_free(op);
+        ngx_llm_cache_redis_free_op(op);
         return NULL;
     }
 
@@ -1275,11 +1363,13 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     ngx_int_t                      rc;
     ngx_str_t                      value;
+    ngx_uint_t                     redirect;
     redisReply                    *rr;
     ngx_llm_cache_redis_server_t  *s;
 
     rr = reply;
     s = op->conn->server;
+    redirect = 0;
 
     if (op->conn->pending) {
         op->conn->pending--;
@@ -1301,7 +1391,15 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     } else if (rr->type == REDIS_REPLY_ERROR) {
         /* an answer all the same: Redis is there and refused this one */
         rc = NGX_ABORT;
-        ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
+
+        /* Redis Cluster: MOVED or ASK, followed below */
+        redirect = op->argv != NULL
+                   && (ngx_strncmp(rr->str, "MOVED ", 6) == 0
+                       || ngx_strncmp(rr->str, "ASK ", 4) == 0);
+
+        if (!redirect) {
+            ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
+        }
 
         if (s->sentinel && ngx_strncmp(rr->str, "READONLY", 8) == 0) {
             /* a demoted master: the sentinels know the new one */
@@ -1333,6 +1431,18 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         s->probing = 0;
     }
 
+    if (redirect && !op->timed_out && !s->exiting) {
+        if (ngx_llm_cache_redis_cluster_redirect(s->cluster, s, op, rr->str,
+                                                 rr->len)
+            == NGX_OK)
+        {
+            /* the same op is on its way to the node named */
+            return;
+        }
+
+        ngx_llm_cache_redis_log_refusal(s, s->log, op->what, rr->str);
+    }
+
     if (op->handler && !s->exiting) {
         op->handler(op->data, rc, &value);
 
@@ -1340,7 +1450,7 @@ ngx_llm_cache_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         op->reply_handler(op->data, rc, rr);
     }
 
-    ngx_free(op);
+    ngx_llm_cache_redis_free_op(op);
 }
 
 
@@ -1425,6 +1535,11 @@ ngx_llm_cache_redis_get(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     size_t                       argvlen[2];
     ngx_llm_cache_redis_conn_t  *rc;
 
+    if (s->cluster && !s->node) {
+        s = ngx_llm_cache_redis_cluster_route(s->cluster, key->data,
+                                              key->len);
+    }
+
     rc = ngx_llm_cache_redis_pick(s, log, "GET failed", 1);
     if (rc == NULL) {
         return NULL;
@@ -1451,6 +1566,11 @@ ngx_llm_cache_redis_lock(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     const char                  *argv[6];
     size_t                       argvlen[6];
     ngx_llm_cache_redis_conn_t  *rc;
+
+    if (s->cluster && !s->node) {
+        s = ngx_llm_cache_redis_cluster_route(s->cluster, key->data,
+                                              key->len);
+    }
 
     rc = ngx_llm_cache_redis_pick(s, log, "lock failed", 1);
     if (rc == NULL) {
@@ -1486,9 +1606,18 @@ ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     ngx_str_t *value, time_t ttl, ngx_str_t *lock, ngx_str_t *token)
 {
     u_char                       ex[NGX_TIME_T_LEN];
-    const char                  *argv[5];
-    size_t                       argvlen[5];
-    ngx_llm_cache_redis_conn_t  *rc;
+    const char                    *argv[5];
+    size_t                         argvlen[5];
+    ngx_llm_cache_redis_conn_t    *rc;
+    ngx_llm_cache_redis_server_t  *cluster;
+
+    cluster = NULL;
+
+    if (s->cluster && !s->node) {
+        cluster = s;
+        s = ngx_llm_cache_redis_cluster_route(s->cluster, key->data,
+                                              key->len);
+    }
 
     rc = ngx_llm_cache_redis_pick(s, s->log, "SET failed", 0);
     if (rc == NULL) {
@@ -1514,7 +1643,17 @@ ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     }
 
     if (lock && lock->len) {
-        ngx_llm_cache_redis_send_unlock(rc, lock, token);
+        if (cluster
+            && ngx_llm_cache_redis_cluster_route(cluster->cluster, lock->data,
+                                                 lock->len)
+               != s)
+        {
+            /* not in the entry's slot (see the lock key): on its own */
+            ngx_llm_cache_redis_unlock(cluster, lock, token);
+
+        } else {
+            ngx_llm_cache_redis_send_unlock(rc, lock, token);
+        }
     }
 
     return NGX_OK;
@@ -1526,6 +1665,11 @@ ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *s, ngx_str_t *lock,
     ngx_str_t *token)
 {
     ngx_llm_cache_redis_conn_t  *rc;
+
+    if (s->cluster && !s->node) {
+        s = ngx_llm_cache_redis_cluster_route(s->cluster, lock->data,
+                                              lock->len);
+    }
 
     rc = ngx_llm_cache_redis_pick(s, s->log, "unlock failed", 0);
     if (rc == NULL) {
@@ -1609,6 +1753,11 @@ ngx_llm_cache_redis_failed(ngx_llm_cache_redis_server_t *s,
                                       NGX_LLM_CACHE_METRICS_REDIS_FAILURE);
 
     s->was_down = 1;
+
+    if (s->cluster && !s->exiting) {
+        /* a node failing may be a master failing over: ask for the map */
+        ngx_llm_cache_redis_cluster_node_failed(s->cluster);
+    }
 
     if (op && s->fails
         && (ngx_msec_int_t) (op->sent - s->failed_at) <= 0)
@@ -1792,6 +1941,14 @@ ngx_llm_cache_redis_eval(ngx_llm_cache_redis_server_t *s, ngx_str_t *script,
         return NULL;
     }
 
+    if (s->cluster && !s->node) {
+        /* no key: the first master; the purge goes to each in turn */
+        s = ngx_llm_cache_redis_cluster_master(s->cluster, 0);
+        if (s == NULL) {
+            return NULL;
+        }
+    }
+
     rc = ngx_llm_cache_redis_pick(s, log, "purge failed", 1);
     if (rc == NULL) {
         return NULL;
@@ -1828,6 +1985,15 @@ ngx_llm_cache_redis_command(ngx_llm_cache_redis_server_t *s,
     ngx_llm_cache_redis_op_t    *op;
     ngx_llm_cache_redis_conn_t  *rc;
 
+    if (s->cluster && !s->node) {
+        /* by its first key: the keys of one command share a hash tag */
+        s = ngx_llm_cache_redis_cluster_route_argv(s->cluster, argc, argv,
+                                                   argvlen);
+        if (s == NULL) {
+            return NULL;
+        }
+    }
+
     rc = ngx_llm_cache_redis_pick(s, log, what, handler && timeout);
     if (rc == NULL) {
         return NULL;
@@ -1840,4 +2006,248 @@ ngx_llm_cache_redis_command(ngx_llm_cache_redis_server_t *s,
     }
 
     return op;
+}
+
+
+/*
+ * Redis Cluster.  A cluster op keeps its command, in one allocation, so
+ * that a MOVED or ASK reply can send it again.
+ */
+
+static ngx_int_t
+ngx_llm_cache_redis_copy_argv(ngx_llm_cache_redis_op_t *op, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int          i;
+    u_char      *p;
+    size_t       len, *lens;
+    const char **args;
+
+    len = argc * (sizeof(char *) + sizeof(size_t));
+
+    for (i = 0; i < argc; i++) {
+        len += argvlen[i];
+    }
+
+    p = ngx_alloc(len, ngx_cycle->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    op->argv = p;
+    op->argc = argc;
+
+    args = (const char **) p;
+    lens = (size_t *) (p + argc * sizeof(char *));
+    p += argc * (sizeof(char *) + sizeof(size_t));
+
+    for (i = 0; i < argc; i++) {
+        args[i] = (const char *) p;
+        lens[i] = argvlen[i];
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_llm_cache_redis_free_op(ngx_llm_cache_redis_op_t *op)
+{
+    if (op->argv) {
+        ngx_free(op->argv);
+    }
+
+    ngx_free(op);
+}
+
+
+/*
+ * The op again, on a connection to the node named by MOVED or ASK (then
+ * behind ASKING, on the same connection); the caller's pointer to the op
+ * stays good.  NGX_ERROR: the node is not to be used, the error reply
+ * stands.
+ */
+
+ngx_int_t
+ngx_llm_cache_redis_resend(ngx_llm_cache_redis_op_t *op,
+    ngx_llm_cache_redis_server_t *node, ngx_uint_t asking)
+{
+    const char                  **argv;
+    const size_t                 *argvlen;
+    ngx_llm_cache_redis_conn_t   *rc;
+
+    rc = ngx_llm_cache_redis_pick(node, op->log, op->what, op->timeout != 0);
+    if (rc == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv = op->argv;
+    argvlen = (const size_t *) ((u_char *) op->argv
+                                + op->argc * sizeof(char *));
+
+    if (asking
+        && redisAsyncCommand(rc->ac, NULL, NULL, "ASKING") != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (redisAsyncCommandArgv(rc->ac, ngx_llm_cache_redis_reply, op,
+                              op->argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    op->conn = rc;
+    op->sent = ngx_current_msec;
+    op->probe = node->tripped;
+    op->redirects++;
+
+    rc->pending++;
+
+    if (op->probe) {
+        node->probing = 1;
+    }
+
+    if (op->timeout) {
+        ngx_add_timer(&op->timer, op->timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A node server: the cluster= server's parameters (password=, user=,
+ * pool=, max_fails=, ...) at the node's address, started at once.
+ * A parameter added to llm_cache_redis that a node needs is copied here.
+ */
+
+ngx_llm_cache_redis_server_t *
+ngx_llm_cache_redis_node(ngx_llm_cache_redis_server_t *server,
+    ngx_llm_cache_redis_cluster_t *cl, u_char *host, size_t len, int port,
+    ngx_cycle_t *cycle)
+{
+    ngx_llm_cache_redis_server_t  *s;
+
+    s = ngx_pcalloc(cycle->pool, sizeof(ngx_llm_cache_redis_server_t));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    s->host = ngx_pnalloc(cycle->pool, len + 1);
+    s->name.data = ngx_pnalloc(cycle->pool, len + NGX_INT_T_LEN + 3);
+    if (s->host == NULL || s->name.data == NULL) {
+        return NULL;
+    }
+
+    ngx_cpystrn(s->host, host, len + 1);
+    s->port = port;
+
+    s->name.len = ngx_sprintf(s->name.data,
+                              ngx_strlchr(host, host + len, ':') ? "[%s]:%d"
+                                                                 : "%s:%d",
+                              s->host, port)
+                  - s->name.data;
+    s->spec = s->name;
+
+    s->db = -1;
+    s->user = server->user;
+    s->password = server->password;
+    s->connect_timeout = server->connect_timeout;
+    s->pool_size = server->pool_size;
+    s->max_fails = server->max_fails;
+    s->fail_timeout = server->fail_timeout;
+
+    s->cluster = cl;
+    s->node = 1;
+    s->log = cycle->log;
+
+    if (ngx_llm_cache_redis_start(s, cycle) != NGX_OK) {
+        return NULL;
+    }
+
+    return s;
+}
+
+
+void
+ngx_llm_cache_redis_node_exit(ngx_llm_cache_redis_server_t *node)
+{
+    ngx_llm_cache_redis_stop(node);
+}
+
+
+/* connected and not held off by its breaker */
+
+ngx_uint_t
+ngx_llm_cache_redis_node_usable(ngx_llm_cache_redis_server_t *node)
+{
+    ngx_uint_t  i;
+
+    if (node->tripped || node->conns == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < node->pool_size; i++) {
+        if (node->conns[i].state == NGX_LLM_CACHE_REDIS_READY) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+ngx_int_t
+ngx_llm_cache_redis_node_is(ngx_llm_cache_redis_server_t *node,
+    u_char *host, size_t len, int port)
+{
+    return node->port == port
+           && ngx_strlen(node->host) == len
+           && ngx_strncmp(node->host, host, len) == 0;
+}
+
+
+ngx_str_t *
+ngx_llm_cache_redis_node_host(ngx_llm_cache_redis_server_t *node, int *port)
+{
+    static ngx_str_t  host;
+
+    host.data = node->host;
+    host.len = ngx_strlen(node->host);
+    *port = node->port;
+
+    return &host;
+}
+
+
+ngx_llm_cache_redis_server_t *
+ngx_llm_cache_redis_master(ngx_llm_cache_redis_server_t *s, ngx_uint_t n)
+{
+    if (s->cluster && !s->node) {
+        return ngx_llm_cache_redis_cluster_master(s->cluster, n);
+    }
+
+    return n == 0 ? s : NULL;
+}
+
+
+ngx_uint_t
+ngx_llm_cache_redis_is_cluster(ngx_llm_cache_redis_server_t *s)
+{
+    return s->cluster != NULL;
+}
+
+
+ngx_llm_cache_redis_server_t *
+ngx_llm_cache_redis_owner(ngx_llm_cache_redis_server_t *s, ngx_str_t **name)
+{
+    if (s->node) {
+        s = ngx_llm_cache_redis_cluster_server(s->cluster);
+        *name = &s->name;
+    }
+
+    return s;
 }

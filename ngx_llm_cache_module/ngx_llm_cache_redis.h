@@ -47,6 +47,12 @@ typedef struct {
     ngx_msec_t                       sent;
     unsigned                         timed_out:1;
     unsigned                         probe:1;
+
+    /* Redis Cluster: the command, to send again after MOVED or ASK */
+    unsigned                         redirects:4;
+    int                              argc;
+    void                            *argv;
+    ngx_msec_t                       timeout;
 } ngx_llm_cache_redis_op_t;
 
 
@@ -79,6 +85,16 @@ ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_command(
     ngx_llm_cache_redis_server_t *server, const char *what, int argc,
     const char **argv, const size_t *argvlen, ngx_msec_t timeout,
     ngx_llm_cache_redis_reply_pt handler, void *data, ngx_log_t *log);
+
+/* Redis Cluster: the n-th master (a plain server: itself, n = 0), or NULL */
+ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_master(
+    ngx_llm_cache_redis_server_t *server, ngx_uint_t n);
+ngx_uint_t ngx_llm_cache_redis_is_cluster(
+    ngx_llm_cache_redis_server_t *server);
+
+/* the configured server a server counts under in the metrics */
+ngx_llm_cache_redis_server_t *ngx_llm_cache_redis_owner(
+    ngx_llm_cache_redis_server_t *server, ngx_str_t **name);
 
 
 #endif /* _NGX_LLM_CACHE_REDIS_H_INCLUDED_ */

@@ -183,7 +183,12 @@ for my $round (1 .. 3) {
     }, 10), "reload $round: the old workers exit at once");
     ok(wait_until(sub { nworkers() == 2 && clients() == 4 }, 10),
        "reload $round: Redis sees 2 x 2 connections, none left over");
-    my @fds = sort { $a <=> $b } map { fds($_) } workers();
+    # a moment to settle: under load a worker may be between two sockets
+    my @fds;
+    wait_until(sub {
+        @fds = sort { $a <=> $b } map { fds($_) } workers();
+        "@fds" eq "@fds0";
+    }, 5);
     is("@fds", "@fds0", "reload $round: the new workers hold as many fds");
     my ($st, $c) = post();
     is("$st $c", '200 HIT', "reload $round: still a HIT");

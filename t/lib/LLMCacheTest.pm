@@ -407,6 +407,85 @@ sub _stop_children {
 }
 
 # ---------------------------------------------------------------------------
+# Redis Cluster, on demand (t/023): 6 redis-server --cluster-enabled yes on
+# free ports, made 3 masters + 3 replicas by redis-cli --cluster create.
+
+my %ClusterNode;    # port => { pid, args }
+
+# Starts the cluster, waits for cluster_state:ok on every node; the ports.
+sub start_redis_cluster {
+    my $cli = _find_in_path('redis-cli') or die "redis-cli not found\n";
+    my @ports;
+    for my $i (1 .. 6) {
+        my @args = ('--cluster-enabled', 'yes',
+                    '--cluster-config-file', "$TmpDir/nodes-$i.conf",
+                    '--cluster-node-timeout', '1000');
+        my ($port, $pid) = _spawn_redis("cluster-$i", undef, @args);
+        $ClusterNode{$port} = { pid => $pid, name => "cluster-$i",
+                                args => \@args };
+        push @ports, $port;
+    }
+    my $out = `$cli --cluster create @{[map { "127.0.0.1:$_" } @ports]} --cluster-replicas 1 --cluster-yes 2>&1`;
+    die "redis-cli --cluster create failed:\n$out" if $? != 0;
+    wait_cluster_ok(@ports) or die "the cluster is not ok:\n$out";
+    return @ports;
+}
+
+# redis-cli against one node (no -c: no redirection followed); its output
+sub cluster_cli {
+    my ($port, @args) = @_;
+    my $cli = _find_in_path('redis-cli') or die "redis-cli not found\n";
+    open my $fh, '-|', $cli, '-p', $port, @args or die "redis-cli: $!\n";
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return $out;
+}
+
+sub wait_cluster_ok {
+    my @ports = @_;
+    my $deadline = time + 60;
+    while (time < $deadline) {
+        my $ok = grep {
+            (eval { cluster_cli($_, 'cluster', 'info') } // '')
+                =~ /^cluster_state:ok\r?$/m
+        } @ports;
+        return 1 if $ok == @ports;
+        sleep 0.1;
+    }
+    return 0;
+}
+
+sub kill_cluster_node {
+    my $port = shift;
+    my $pid = $ClusterNode{$port}{pid};
+    kill SIGKILL, $pid;
+    waitpid($pid, 0);
+    delete $Children{$pid};
+}
+
+# the same node again (its nodes-N.conf: it rejoins, as a replica)
+sub restart_cluster_node {
+    my $port = shift;
+    my $node = $ClusterNode{$port};
+    my $server = _find_in_path('redis-server')
+        or die "redis-server not found\n";
+    $node->{pid} = _spawn('redis-server', "$TmpDir/$node->{name}.log",
+                          undef, $server, '--port', $port,
+                          '--bind', '127.0.0.1', '--save', '',
+                          '--appendonly', 'no', '--dir', $TmpDir,
+                          '--dbfilename', "$node->{name}.rdb",
+                          @{ $node->{args} });
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        my $pong = eval { redis_commands_at($port, ['PING']) };
+        return 1 if defined $pong && $pong eq '+PONG';
+        sleep 0.05;
+    }
+    return 0;
+}
+
+# ---------------------------------------------------------------------------
 # the block preprocessor
 
 my $UPSTREAM = <<'_EOC_';
