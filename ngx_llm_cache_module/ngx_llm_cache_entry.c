@@ -20,8 +20,9 @@
  *     "LLMC4 " ... ttl " " encoding " " length " " crc32 "\n"
  *     content-type body
  *
- * has the body deflated in the gzip format (encoding 1; 0 is a body as
- * it is), its length once inflated and the CRC-32 of the body as stored,
+ * has the body deflated in the gzip format (encoding 1, the only one:
+ * a body as it is is written in the third version), its length once
+ * inflated and the CRC-32 of the body as stored,
  * checked at each hit, since a gzip client gets it without an inflate.
  * Entries of the second version, "LLMC2 " without the ttl, and of the
  * first version,
@@ -145,6 +146,60 @@ ngx_llm_cache_entry_header(ngx_log_t *log, ngx_uint_t status,
 }
 
 
+/*
+ * An entry as it is from a chain, in one new buffer (the store writes
+ * its own in place, see ngx_llm_cache_entry_header()); NGX_DECLINED (and
+ * a log line) for what would be refused when read
+ */
+
+ngx_int_t
+ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
+    ngx_str_t *content_type, time_t created, time_t ttl,
+    ngx_llm_cache_usage_t *usage, ngx_chain_t *body, size_t body_size,
+    ngx_str_t *entry)
+{
+    u_char       *p, *start;
+    size_t        room;
+    ngx_buf_t    *b;
+    ngx_str_t     data;
+    ngx_chain_t  *cl;
+
+    for (cl = body; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last > b->pos
+            && memchr(b->pos, '\0', b->last - b->pos) != NULL)
+        {
+            ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                          "llm_cache: response with a NUL byte not stored");
+            return NGX_DECLINED;
+        }
+    }
+
+    room = ngx_llm_cache_entry_header_size(content_type);
+
+    start = ngx_pnalloc(pool, room + body_size);
+    if (start == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = start + room;
+
+    for (cl = body; cl; cl = cl->next) {
+        b = cl->buf;
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    data.data = start + room;
+    data.len = p - data.data;
+
+    return ngx_llm_cache_entry_header(pool->log, status, content_type,
+                                      created, ttl, usage,
+                                      NGX_LLM_CACHE_ENCODING_IDENTITY,
+                                      data.len, &data, start, room, entry);
+}
+
+
 static u_char *
 ngx_llm_cache_entry_number(u_char *p, u_char *end, u_char stop,
     off_t *value)
@@ -180,6 +235,12 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
     ngx_llm_cache_entry_t  e;
 
     rc = ngx_llm_cache_entry_parse(data, len, &e);
+
+    /* a body as it is only: a compressed one is for the hit path */
+
+    if (rc == NGX_OK && e.encoding != NGX_LLM_CACHE_ENCODING_IDENTITY) {
+        rc = NGX_ERROR;
+    }
 
     *status = e.status;
     *content_type = e.content_type;
@@ -299,8 +360,10 @@ ngx_llm_cache_entry_parse(u_char *data, size_t len, ngx_llm_cache_entry_t *e)
     crc = 0;
 
     if (version > 3) {
+        /* an entry as it is is written LLMC3 */
+
         p = ngx_llm_cache_entry_number(p, end, ' ', &n);
-        if (p == NULL || n > NGX_LLM_CACHE_ENCODING_GZIP) {
+        if (p == NULL || n != NGX_LLM_CACHE_ENCODING_GZIP) {
             return NGX_ERROR;
         }
 
@@ -355,10 +418,6 @@ ngx_llm_cache_entry_parse(u_char *data, size_t len, ngx_llm_cache_entry_t *e)
         }
 
         return NGX_OK;
-    }
-
-    if (version > 3 && e->length != e->body.len) {
-        return NGX_ERROR;
     }
 
     e->length = e->body.len;

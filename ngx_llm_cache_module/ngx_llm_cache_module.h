@@ -357,6 +357,10 @@ ngx_int_t ngx_llm_cache_send_invalid(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *reason);
 
 /* ngx_llm_cache_entry.c */
+ngx_int_t ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
+    ngx_str_t *content_type, time_t created, time_t ttl,
+    ngx_llm_cache_usage_t *usage, ngx_chain_t *body, size_t body_size,
+    ngx_str_t *entry);
 size_t ngx_llm_cache_entry_header_size(ngx_str_t *content_type);
 ngx_int_t ngx_llm_cache_entry_header(ngx_log_t *log, ngx_uint_t status,
     ngx_str_t *content_type, time_t created, time_t ttl,

@@ -173,6 +173,14 @@ $inflated{8} = [undef, undef, undef, undef, $json_2];
 sub is_body { my $b = shift; qr/\A\Q$b\E\z/ }
 our $any = qr/\A/;
 
+# the semantic layer answers a paraphrase from a compressed entry
+our $refund = 'What is your refund policy?';
+our $refunds = 'How do refunds work?';
+sub chat_of {
+    return qq({"model":"gpt-4o-mini","messages":[{"role":"user","content":"$_[0]"}]});
+}
+$inflated{14} = [undef, undef, undef, $json_1];
+
 repeat_each(1);
 no_shuffle();
 run_tests();
@@ -600,3 +608,36 @@ __DATA__
 [::is_body(LLMCacheTest::fixture('openai/error-400.json')), qr/\Akeys=0\n\z/]
 --- error_log
 it does not parse
+
+
+
+=== TEST 14: a paraphrase answered from a compressed entry (HIT_SEMANTIC): as stored for gzip, inflated for others
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_namespace t025;
+        llm_cache_redis_timeout 5s;
+        llm_cache_compress on;
+        llm_cache_semantic on;
+        llm_cache_semantic_embed /_embed;
+        llm_cache_semantic_model fake-embed;
+    }
+--- more_headers eval
+["", "", "", "Accept-Encoding: gzip", "", ""]
+--- request eval
+[qq(POST /__embed/pair\n{"a":"$::refund","b":"$::refunds","cos":0.99}),
+ "POST /v1/chat/completions\n" . ::chat_of($::refund),
+ "GET /__sleep?ms=100",
+ "POST /v1/chat/completions\n" . ::chat_of($::refunds),
+ "POST /v1/chat/completions\n" . ::chat_of($::refunds),
+ "GET /__stats"]
+--- response_headers eval
+["", "X-LLM-Cache: MISS", "",
+ "X-LLM-Cache: HIT_SEMANTIC\nContent-Encoding: gzip\nVary: Accept-Encoding",
+ "X-LLM-Cache: HIT_SEMANTIC\nContent-Encoding:\nVary: Accept-Encoding",
+ ""]
+--- response_body_like eval
+[qr/^pair cos=0.99/, ::is_body($::json_1), qr/^ok\n\z/, $::gz,
+ ::is_body($::json_1), ::is_body("calls=1\n")]
+--- no_error_log
+[error]
