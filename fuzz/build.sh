@@ -198,7 +198,7 @@ for name in fuzz_canonical fuzz_entry fuzz_sse fuzz_semantic; do
 
     # nginx's objects are not position-independent
     if ! "$CC" -fsanitize=fuzzer,address,undefined -no-pie "$obj" "${lib[@]}" \
-            -lyajl -lcrypto -lcrypt -lm -o "$out/$name.tmp" 2> "$out/link.log"
+            -lyajl -lcrypto -lcrypt -lm -lz -o "$out/$name.tmp" 2> "$out/link.log"
     then
         cat "$out/link.log" >&2
         if grep -q 'libclang_rt.fuzzer' "$out/link.log"; then

@@ -107,6 +107,22 @@ fuzz_decode(ngx_pool_t *pool, u_char *data, size_t size)
     ngx_uint_t              status, status2;
     ngx_chain_t             cl;
     ngx_llm_cache_usage_t   usage, usage2;
+    ngx_llm_cache_entry_t   e;
+
+    /* a compressed entry (LLMC4): its parts in the input, as checked */
+
+    rc = ngx_llm_cache_entry_parse(data, size, &e);
+
+    fuzz_assert(rc == NGX_OK || rc == NGX_ERROR);
+
+    if (rc == NGX_OK && e.encoding == NGX_LLM_CACHE_ENCODING_GZIP) {
+        fuzz_assert(ngx_strncmp(data, "LLMC4 ", 6) == 0);
+        fuzz_assert(e.status == NGX_HTTP_OK && e.body.len >= 18);
+        fuzz_assert(e.body.data > data && e.body.data + e.body.len
+                                          == data + size);
+        fuzz_assert(e.body.data[0] == 0x1f && e.body.data[1] == 0x8b);
+        fuzz_assert(e.length <= NGX_MAX_UINT32_VALUE);
+    }
 
     rc = ngx_llm_cache_entry_decode(data, size, &status, &content_type,
                                     &created, &ttl, &usage, &body);

@@ -17,6 +17,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_llm_cache_module.h"
+
 
 volatile ngx_cycle_t  *ngx_cycle;
 ngx_pid_t              ngx_pid;
@@ -74,6 +76,16 @@ ngx_http_complex_value(ngx_http_request_t *r, ngx_http_complex_value_t *val,
     *value = val->value;
 
     return NGX_OK;
+}
+
+
+/* the key builder's call into the semantic layer, never on here */
+
+ngx_int_t
+ngx_llm_cache_semantic_prepare(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_json_t *root)
+{
+    abort();
 }
 
 

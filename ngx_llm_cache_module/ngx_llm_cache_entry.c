@@ -15,6 +15,15 @@
  * The usage and the provider's time are for the metrics, so that a hit
  * needs no parse of the answer.  The ttl is how long the entry is fresh:
  * Redis keeps it llm_cache_stale_ttl longer, for llm_cache_use_stale.
+ * With llm_cache_compress, the fourth version,
+ *
+ *     "LLMC4 " ... ttl " " encoding " " length " " crc32 "\n"
+ *     content-type body
+ *
+ * has the body deflated in the gzip format (encoding 1, the only one:
+ * a body as it is is written in the third version), its length once
+ * inflated and the CRC-32 of the body as stored,
+ * checked at each hit, since a gzip client gets it without an inflate.
  * Entries of the second version, "LLMC2 " without the ttl, and of the
  * first version,
  *
@@ -37,9 +46,12 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <zlib.h>
+
 #include "ngx_llm_cache_module.h"
 
 
+#define NGX_LLM_CACHE_ENTRY_MAGIC4 "LLMC4 "
 #define NGX_LLM_CACHE_ENTRY_MAGIC  "LLMC3 "
 #define NGX_LLM_CACHE_ENTRY_MAGIC2 "LLMC2 "
 #define NGX_LLM_CACHE_ENTRY_MAGIC1 "LLMC1 "
@@ -53,7 +65,92 @@ static u_char *ngx_llm_cache_entry_number(u_char *p, u_char *end,
     u_char stop, off_t *value);
 
 
-/* NGX_DECLINED (and a log line) for what would be refused when read */
+/*
+ * The room the capture keeps in front of the body for the entry's header
+ * line and content type (ngx_llm_cache_store.c), so that the entry is
+ * never copied to be built
+ */
+
+size_t
+ngx_llm_cache_entry_header_size(ngx_str_t *content_type)
+{
+    return sizeof(NGX_LLM_CACHE_ENTRY_MAGIC4) - 1
+           + NGX_INT_T_LEN + 1 + NGX_TIME_T_LEN + 1 + NGX_SIZE_T_LEN + 1
+           + 7 * (NGX_INT32_LEN + 1) + content_type->len;
+}
+
+
+/*
+ * The header written right in front of the body, in the room of
+ * ngx_llm_cache_entry_header_size() bytes that ends where the body
+ * starts; NGX_DECLINED (and a log line) for what would be refused when
+ * read.  An entry as it is keeps the third version, which gateways of
+ * an older version read.
+ */
+
+ngx_int_t
+ngx_llm_cache_entry_header(ngx_log_t *log, ngx_uint_t status,
+    ngx_str_t *content_type, time_t created, time_t ttl,
+    ngx_llm_cache_usage_t *usage, ngx_uint_t encoding, size_t length,
+    ngx_str_t *body, u_char *room, size_t room_size, ngx_str_t *entry)
+{
+    u_char  *p, *start;
+    u_char   line[sizeof(NGX_LLM_CACHE_ENTRY_MAGIC4) - 1 + NGX_INT_T_LEN + 1
+                  + NGX_TIME_T_LEN + 1 + NGX_SIZE_T_LEN + 1
+                  + 7 * (NGX_INT32_LEN + 1)];
+
+    if (ngx_llm_cache_entry_valid(status, content_type) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "llm_cache: response with status %ui and content type "
+                      "\"%V\" not stored", status, content_type);
+        return NGX_DECLINED;
+    }
+
+    if (room_size < ngx_llm_cache_entry_header_size(content_type)
+        || length > NGX_MAX_UINT32_VALUE)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the decoder takes numbers of NGX_INT32_LEN digits at most */
+
+    p = ngx_sprintf(line, "%s%ui %T %uz %uD %uD %uD %uD",
+                    encoding == NGX_LLM_CACHE_ENCODING_IDENTITY
+                    ? NGX_LLM_CACHE_ENTRY_MAGIC : NGX_LLM_CACHE_ENTRY_MAGIC4,
+                    status, created, content_type->len,
+                    (uint32_t) ngx_min(usage->prompt, NGX_MAX_UINT32_VALUE),
+                    (uint32_t) ngx_min(usage->completion,
+                                       NGX_MAX_UINT32_VALUE),
+                    (uint32_t) ngx_min(usage->duration,
+                                       NGX_MAX_UINT32_VALUE),
+                    (uint32_t) ngx_min(ngx_max(ttl, 0),
+                                       NGX_MAX_UINT32_VALUE));
+
+    if (encoding != NGX_LLM_CACHE_ENCODING_IDENTITY) {
+        p = ngx_sprintf(p, " %ui %uD %uD", encoding, (uint32_t) length,
+                        (uint32_t) crc32(0, body->data, body->len));
+    }
+
+    *p++ = '\n';
+
+    start = room + room_size - content_type->len - (p - line);
+
+    entry->data = start;
+
+    start = ngx_cpymem(start, line, p - line);
+    ngx_memcpy(start, content_type->data, content_type->len);
+
+    entry->len = room + room_size + body->len - entry->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An entry as it is from a chain, in one new buffer (the store writes
+ * its own in place, see ngx_llm_cache_entry_header()); NGX_DECLINED (and
+ * a log line) for what would be refused when read
+ */
 
 ngx_int_t
 ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
@@ -61,17 +158,11 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
     ngx_llm_cache_usage_t *usage, ngx_chain_t *body, size_t body_size,
     ngx_str_t *entry)
 {
-    u_char       *p;
-    size_t        len;
+    u_char       *p, *start;
+    size_t        room;
     ngx_buf_t    *b;
+    ngx_str_t     data;
     ngx_chain_t  *cl;
-
-    if (ngx_llm_cache_entry_valid(status, content_type) != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, pool->log, 0,
-                      "llm_cache: response with status %ui and content type "
-                      "\"%V\" not stored", status, content_type);
-        return NGX_DECLINED;
-    }
 
     for (cl = body; cl; cl = cl->next) {
         b = cl->buf;
@@ -85,37 +176,27 @@ ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
         }
     }
 
-    len = sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1
-          + NGX_INT_T_LEN + 1 + NGX_TIME_T_LEN + 1 + NGX_SIZE_T_LEN + 1
-          + 4 * (NGX_INT32_LEN + 1) + content_type->len + body_size;
+    room = ngx_llm_cache_entry_header_size(content_type);
 
-    entry->data = ngx_pnalloc(pool, len);
-    if (entry->data == NULL) {
+    start = ngx_pnalloc(pool, room + body_size);
+    if (start == NULL) {
         return NGX_ERROR;
     }
 
-    /* the decoder takes numbers of NGX_INT32_LEN digits at most */
-
-    p = ngx_sprintf(entry->data,
-                    NGX_LLM_CACHE_ENTRY_MAGIC "%ui %T %uz %uD %uD %uD %uD\n",
-                    status, created, content_type->len,
-                    (uint32_t) ngx_min(usage->prompt, NGX_MAX_UINT32_VALUE),
-                    (uint32_t) ngx_min(usage->completion,
-                                       NGX_MAX_UINT32_VALUE),
-                    (uint32_t) ngx_min(usage->duration,
-                                       NGX_MAX_UINT32_VALUE),
-                    (uint32_t) ngx_min(ngx_max(ttl, 0),
-                                       NGX_MAX_UINT32_VALUE));
-    p = ngx_cpymem(p, content_type->data, content_type->len);
+    p = start + room;
 
     for (cl = body; cl; cl = cl->next) {
         b = cl->buf;
         p = ngx_cpymem(p, b->pos, b->last - b->pos);
     }
 
-    entry->len = p - entry->data;
+    data.data = start + room;
+    data.len = p - data.data;
 
-    return NGX_OK;
+    return ngx_llm_cache_entry_header(pool->log, status, content_type,
+                                      created, ttl, usage,
+                                      NGX_LLM_CACHE_ENCODING_IDENTITY,
+                                      data.len, &data, start, room, entry);
 }
 
 
@@ -150,23 +231,54 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
     ngx_str_t *content_type, time_t *created, time_t *ttl,
     ngx_llm_cache_usage_t *usage, ngx_str_t *body)
 {
+    ngx_int_t              rc;
+    ngx_llm_cache_entry_t  e;
+
+    rc = ngx_llm_cache_entry_parse(data, len, &e);
+
+    /* a body as it is only: a compressed one is for the hit path */
+
+    if (rc == NGX_OK && e.encoding != NGX_LLM_CACHE_ENCODING_IDENTITY) {
+        rc = NGX_ERROR;
+    }
+
+    *status = e.status;
+    *content_type = e.content_type;
+    *created = e.created;
+    *ttl = e.ttl;
+    *usage = e.usage;
+    *body = e.body;
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_llm_cache_entry_parse(u_char *data, size_t len, ngx_llm_cache_entry_t *e)
+{
     off_t       n;
     u_char     *p, *end;
+    uint32_t    crc;
     ngx_uint_t  version;
 
     p = data;
     end = data + len;
 
-    ngx_memzero(usage, sizeof(ngx_llm_cache_usage_t));
-    *ttl = 0;
+    ngx_memzero(e, sizeof(ngx_llm_cache_entry_t));
 
     if (len < sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1) {
         return NGX_ERROR;
     }
 
-    if (ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC,
-                   sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1)
+    if (ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC4,
+                   sizeof(NGX_LLM_CACHE_ENTRY_MAGIC4) - 1)
         == 0)
+    {
+        version = 4;
+
+    } else if (ngx_memcmp(p, NGX_LLM_CACHE_ENTRY_MAGIC,
+                          sizeof(NGX_LLM_CACHE_ENTRY_MAGIC) - 1)
+               == 0)
     {
         version = 3;
 
@@ -193,21 +305,21 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
         return NGX_ERROR;
     }
 
-    *status = (ngx_uint_t) n;
+    e->status = (ngx_uint_t) n;
 
     p = ngx_llm_cache_entry_number(p, end, ' ', &n);
     if (p == NULL || n == 0 || n > ngx_time() + NGX_LLM_CACHE_ENTRY_SKEW) {
         return NGX_ERROR;
     }
 
-    *created = (time_t) n;
+    e->created = (time_t) n;
 
     p = ngx_llm_cache_entry_number(p, end, version > 1 ? ' ' : '\n', &n);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    content_type->len = (size_t) n;
+    e->content_type.len = (size_t) n;
 
     if (version > 1) {
         /* as the encoder writes them, up to 2^32 - 1 */
@@ -217,14 +329,14 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
             return NGX_ERROR;
         }
 
-        usage->prompt = (ngx_uint_t) n;
+        e->usage.prompt = (ngx_uint_t) n;
 
         p = ngx_llm_cache_entry_number(p, end, ' ', &n);
         if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
             return NGX_ERROR;
         }
 
-        usage->completion = (ngx_uint_t) n;
+        e->usage.completion = (ngx_uint_t) n;
 
         p = ngx_llm_cache_entry_number(p, end, version > 2 ? ' ' : '\n',
                                        &n);
@@ -232,33 +344,87 @@ ngx_llm_cache_entry_decode(u_char *data, size_t len, ngx_uint_t *status,
             return NGX_ERROR;
         }
 
-        usage->duration = (ngx_msec_t) n;
+        e->usage.duration = (ngx_msec_t) n;
     }
 
     if (version > 2) {
+        p = ngx_llm_cache_entry_number(p, end, version > 3 ? ' ' : '\n',
+                                       &n);
+        if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
+            return NGX_ERROR;
+        }
+
+        e->ttl = (time_t) n;
+    }
+
+    crc = 0;
+
+    if (version > 3) {
+        /* an entry as it is is written LLMC3 */
+
+        p = ngx_llm_cache_entry_number(p, end, ' ', &n);
+        if (p == NULL || n != NGX_LLM_CACHE_ENCODING_GZIP) {
+            return NGX_ERROR;
+        }
+
+        e->encoding = (ngx_uint_t) n;
+
+        p = ngx_llm_cache_entry_number(p, end, ' ', &n);
+        if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
+            return NGX_ERROR;
+        }
+
+        e->length = (size_t) n;
+
         p = ngx_llm_cache_entry_number(p, end, '\n', &n);
         if (p == NULL || n > NGX_MAX_UINT32_VALUE) {
             return NGX_ERROR;
         }
 
-        *ttl = (time_t) n;
+        crc = (uint32_t) n;
     }
 
-    if ((off_t) content_type->len > end - p) {
+    if ((off_t) e->content_type.len > end - p) {
         return NGX_ERROR;
     }
 
-    content_type->data = p;
-    n = content_type->len;
+    e->content_type.data = p;
 
-    body->data = p + n;
-    body->len = end - body->data;
+    e->body.data = p + e->content_type.len;
+    e->body.len = end - e->body.data;
+
+    if (ngx_llm_cache_entry_valid(e->status, &e->content_type) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (e->encoding == NGX_LLM_CACHE_ENCODING_GZIP) {
+        /*
+         * as the store deflates it: a gzip header without options, the
+         * trailer's length the one above, the whole as stored; the NUL
+         * bytes are looked for where it is inflated
+         */
+
+        if (e->body.len < 18
+            || e->body.data[0] != 0x1f || e->body.data[1] != 0x8b
+            || e->body.data[2] != 8 || e->body.data[3] != 0
+            || crc32(0, e->body.data, e->body.len) != crc
+            || (uint32_t) (e->body.data[e->body.len - 4]
+                           | e->body.data[e->body.len - 3] << 8
+                           | e->body.data[e->body.len - 2] << 16
+                           | (uint32_t) e->body.data[e->body.len - 1] << 24)
+               != (uint32_t) e->length)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    e->length = e->body.len;
 
     /* memchr(): every hit looks through the whole body */
 
-    if (ngx_llm_cache_entry_valid(*status, content_type) != NGX_OK
-        || (body->len && memchr(body->data, '\0', body->len) != NULL))
-    {
+    if (e->body.len && memchr(e->body.data, '\0', e->body.len) != NULL) {
         return NGX_ERROR;
     }
 

@@ -17,7 +17,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <zlib.h>
+
 #include "ngx_llm_cache_module.h"
+
+
+/* the size of the buffers an entry is inflated into, as gunzip_buffers */
+#define NGX_LLM_CACHE_INFLATE_SIZE  32768
 
 
 static void ngx_llm_cache_body_handler(ngx_http_request_t *r);
@@ -25,7 +31,12 @@ static void ngx_llm_cache_lookup(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
 static void ngx_llm_cache_cleanup(void *data);
 static ngx_uint_t ngx_llm_cache_expired(ngx_http_request_t *r,
-    ngx_llm_cache_ctx_t *ctx, ngx_str_t *value);
+    ngx_llm_cache_ctx_t *ctx, ngx_str_t *value, ngx_llm_cache_entry_t *e);
+static ngx_table_elt_t *ngx_llm_cache_add_header(ngx_http_request_t *r,
+    char *name, char *value);
+static ngx_uint_t ngx_llm_cache_accepts_gzip(ngx_http_request_t *r);
+static ngx_int_t ngx_llm_cache_send_inflated(ngx_http_request_t *r,
+    ngx_llm_cache_entry_t *e);
 static void ngx_llm_cache_pass(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_status_e status,
     ngx_uint_t capture);
@@ -59,7 +70,6 @@ ngx_llm_cache_handler(ngx_http_request_t *r)
     cln->data = ctx;
 
     ctx->request = r;
-    ctx->captured_last = &ctx->captured;
 
     ngx_http_set_ctx(r, ctx, ngx_llm_cache_module);
 
@@ -234,6 +244,7 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
 
     ngx_connection_t          *c;
     ngx_http_request_t        *r;
+    ngx_llm_cache_entry_t      e;
     ngx_llm_cache_loc_conf_t  *lcf;
 
     r = ctx->request;
@@ -246,7 +257,20 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
 
     case NGX_OK:
 
-        if (ngx_llm_cache_expired(r, ctx, value)) {
+        /* decoded once, for the expiry and the answer */
+
+        if (ngx_llm_cache_entry_parse(value->data, value->len, &e)
+            != NGX_OK)
+        {
+            /* refused entry: answer from the provider and replace it */
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "llm_cache: malformed entry under \"%V\", "
+                          "replacing it", &ctx->key);
+            ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_ERROR, 1);
+            break;
+        }
+
+        if (ngx_llm_cache_expired(r, ctx, value, &e)) {
             /*
              * kept by llm_cache_stale_ttl: the provider's answer replaces
              * it (the store releases a lock held), its failure gets it
@@ -260,21 +284,12 @@ ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value)
 
         ctx->tier = NGX_LLM_CACHE_TIER_REDIS;
 
-        rc = ngx_llm_cache_send_entry(r, ctx, value,
-                                      NGX_LLM_CACHE_STATUS_HIT);
+        rc = ngx_llm_cache_send_decoded(r, ctx, &e,
+                                        NGX_LLM_CACHE_STATUS_HIT);
 
-        if (rc != NGX_DECLINED && lcf->l1) {
+        if (lcf->l1) {
+            /* the reply is still there: L1 keeps the bytes Redis has */
             ngx_llm_cache_l1_fill(r, ctx, value);
-        }
-
-        if (rc == NGX_DECLINED) {
-            ctx->tier = NGX_LLM_CACHE_TIER_NONE;
-            /* refused entry: answer from the provider and replace it */
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "llm_cache: malformed entry under \"%V\", "
-                          "replacing it", &ctx->key);
-            ngx_llm_cache_pass(r, ctx, NGX_LLM_CACHE_STATUS_ERROR, 1);
-            break;
         }
 
         ngx_http_finalize_request(r, rc);
@@ -367,27 +382,17 @@ ngx_llm_cache_cleanup(void *data)
 
 static ngx_uint_t
 ngx_llm_cache_expired(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
-    ngx_str_t *value)
+    ngx_str_t *value, ngx_llm_cache_entry_t *e)
 {
-    time_t                     created, ttl;
-    ngx_str_t                  content_type, body;
-    ngx_uint_t                 status;
-    ngx_llm_cache_usage_t      usage;
     ngx_llm_cache_loc_conf_t  *lcf;
 
-    if (ngx_llm_cache_entry_decode(value->data, value->len, &status,
-                                   &content_type, &created, &ttl, &usage,
-                                   &body)
-        != NGX_OK
-        || ttl == 0
-        || ngx_time() - created < ttl)
-    {
+    if (e->ttl == 0 || ngx_time() - e->created < e->ttl) {
         return 0;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "llm_cache: entry expired, age:%T ttl:%T",
-                   ngx_time() - created, ttl);
+                   ngx_time() - e->created, e->ttl);
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
@@ -412,38 +417,69 @@ ngx_int_t
 ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     ngx_str_t *value, ngx_llm_cache_status_e cache_status)
 {
-    time_t            created, ttl;
-    ngx_int_t         rc;
-    ngx_str_t         content_type, body;
-    ngx_buf_t        *b;
-    ngx_uint_t        status;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_llm_cache_entry_t  e;
 
-    if (ngx_llm_cache_entry_decode(value->data, value->len, &status,
-                                   &content_type, &created, &ttl,
-                                   &ctx->usage, &body)
-        != NGX_OK)
-    {
+    if (ngx_llm_cache_entry_parse(value->data, value->len, &e) != NGX_OK) {
         return NGX_DECLINED;
     }
 
+    return ngx_llm_cache_send_decoded(r, ctx, &e, cache_status);
+}
+
+
+/*
+ * A compressed entry goes to a client that takes gzip as it is stored,
+ * as gzip_static would send a .gz file; to another one inflated.
+ */
+
+ngx_int_t
+ngx_llm_cache_send_decoded(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
+    ngx_llm_cache_entry_t *e, ngx_llm_cache_status_e cache_status)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_uint_t        gzip;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    ctx->usage = e->usage;
+
     ngx_llm_cache_set_status(ctx, cache_status);
-    ctx->age = ngx_max(ngx_time() - created, 0);
+    ctx->age = ngx_max(ngx_time() - e->created, 0);
     ctx->has_age = 1;
 
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body.len;
+    gzip = 0;
 
-    r->headers_out.content_type.data = ngx_pstrdup(r->pool, &content_type);
-    if (r->headers_out.content_type.data == NULL && content_type.len) {
+    if (e->encoding == NGX_LLM_CACHE_ENCODING_GZIP) {
+        gzip = ngx_llm_cache_accepts_gzip(r);
+
+        if (ngx_llm_cache_add_header(r, "Vary", "Accept-Encoding") == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (gzip) {
+            h = ngx_llm_cache_add_header(r, "Content-Encoding", "gzip");
+            if (h == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            r->headers_out.content_encoding = h;
+        }
+    }
+
+    r->headers_out.status = e->status;
+    r->headers_out.content_length_n = gzip ? e->body.len : e->length;
+
+    r->headers_out.content_type.data = ngx_pstrdup(r->pool,
+                                                   &e->content_type);
+    if (r->headers_out.content_type.data == NULL && e->content_type.len) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->headers_out.content_type.len = content_type.len;
-    r->headers_out.content_type_len = content_type.len;
+    r->headers_out.content_type.len = e->content_type.len;
+    r->headers_out.content_type_len = e->content_type.len;
 
-    h = ngx_list_push(&r->headers_out.headers);
+    h = ngx_llm_cache_add_header(r, "Age", NULL);
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -453,11 +489,6 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "Age");
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
     h->value.len = ngx_sprintf(h->value.data, "%T", ctx->age)
                    - h->value.data;
 
@@ -471,18 +502,26 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
         return rc;
     }
 
-    if (body.len == 0) {
+    if (e->body.len == 0) {
         return ngx_http_send_special(r, NGX_HTTP_LAST);
     }
 
-    /* the reply buffer belongs to hiredis and is gone after this call */
+    if (e->encoding == NGX_LLM_CACHE_ENCODING_GZIP && !gzip) {
+        return ngx_llm_cache_send_inflated(r, e);
+    }
 
-    b = ngx_create_temp_buf(r->pool, body.len);
+    /*
+     * the reply buffer belongs to the Redis layer and is gone after this
+     * call, and filters (sub_filter, ssi) may keep pointers into what
+     * they were given: a copy
+     */
+
+    b = ngx_create_temp_buf(r->pool, e->body.len);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_cpymem(b->pos, body.data, body.len);
+    b->last = ngx_cpymem(b->pos, e->body.data, e->body.len);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
@@ -490,6 +529,255 @@ ngx_llm_cache_send_entry(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Inflated into buffers of NGX_LLM_CACHE_INFLATE_SIZE, each passed on as
+ * it is filled and used again once sent.  The entry was checked (its
+ * CRC-32 and length) before the header went: an error here is one of a
+ * forged entry, and the connection is closed, as for a cut answer.
+ */
+
+static ngx_int_t
+ngx_llm_cache_send_inflated(ngx_http_request_t *r, ngx_llm_cache_entry_t *e)
+{
+    int           zrc;
+    size_t        total;
+    z_stream      zs;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, *free, *busy;
+
+    ngx_memzero(&zs, sizeof(z_stream));
+
+    if (inflateInit2(&zs, MAX_WBITS + 16) != Z_OK) {
+        return NGX_ERROR;
+    }
+
+    zs.next_in = e->body.data;
+    zs.avail_in = e->body.len;
+
+    free = NULL;
+    busy = NULL;
+    total = 0;
+    rc = NGX_OK;
+
+    for ( ;; ) {
+        cl = ngx_chain_get_free_buf(r->pool, &free);
+        if (cl == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        b = cl->buf;
+
+        if (b->start == NULL) {
+            b->start = ngx_palloc(r->pool, NGX_LLM_CACHE_INFLATE_SIZE);
+            if (b->start == NULL) {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            b->end = b->start + NGX_LLM_CACHE_INFLATE_SIZE;
+            b->tag = (ngx_buf_tag_t) &ngx_llm_cache_module;
+            b->temporary = 1;
+        }
+
+        b->pos = b->start;
+        b->last = b->start;
+        b->flush = 0;
+
+        zs.next_out = b->pos;
+        zs.avail_out = b->end - b->start;
+
+        zrc = inflate(&zs, Z_NO_FLUSH);
+
+        b->last = zs.next_out;
+        total += b->last - b->pos;
+
+        if ((zrc != Z_OK && zrc != Z_STREAM_END)
+            || (zrc == Z_OK && zs.avail_out != 0)
+            || total > e->length
+            || memchr(b->pos, '\0', b->last - b->pos) != NULL
+            || (zrc == Z_STREAM_END
+                && (total != e->length || zs.avail_in != 0)))
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "llm_cache: compressed entry does not inflate "
+                          "as stored (%d), closing the connection", zrc);
+            rc = NGX_ERROR;
+            break;
+        }
+
+        if (zrc == Z_STREAM_END) {
+            b->last_buf = 1;
+            b->last_in_chain = 1;
+        }
+
+        rc = ngx_http_output_filter(r, cl);
+
+        if (rc == NGX_ERROR) {
+            break;
+        }
+
+        ngx_chain_update_chains(r->pool, &free, &busy, &cl,
+                                (ngx_buf_tag_t) &ngx_llm_cache_module);
+
+        if (zrc == Z_STREAM_END) {
+            break;
+        }
+    }
+
+    inflateEnd(&zs);
+
+    return rc;
+}
+
+
+/*
+ * Whether Accept-Encoding takes gzip (q > 0), by name or by "*", for
+ * HTTP/1.1 and later as gzip_http_version's default
+ */
+
+static ngx_uint_t
+ngx_llm_cache_accepts_gzip(ngx_http_request_t *r)
+{
+    u_char           *p, *end, *name;
+    size_t            len;
+    ngx_int_t         gzip, star, *q;
+    ngx_uint_t        i, nonzero;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (r->http_version < NGX_HTTP_VERSION_11) {
+        return 0;
+    }
+
+    gzip = -1;     /* not named */
+    star = -1;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (!ngx_llm_cache_header_is(&h[i].key, "Accept-Encoding")) {
+            continue;
+        }
+
+        p = h[i].value.data;
+        end = p + h[i].value.len;
+
+        while (p < end) {
+
+            /* a coding: token *( OWS ";" OWS name "=" value ) */
+
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+                p++;
+            }
+
+            name = p;
+
+            while (p < end && *p != ',' && *p != ';' && *p != ' '
+                   && *p != '\t')
+            {
+                p++;
+            }
+
+            len = p - name;
+
+            if (len == 4 && ngx_strncasecmp(name, (u_char *) "gzip", 4) == 0)
+            {
+                q = &gzip;
+
+            } else if (len == 6
+                       && ngx_strncasecmp(name, (u_char *) "x-gzip", 6) == 0)
+            {
+                q = &gzip;
+
+            } else if (len == 1 && *name == '*') {
+                q = &star;
+
+            } else {
+                q = NULL;
+            }
+
+            nonzero = 1;
+
+            while (p < end && *p != ',') {
+                if (*p != ';') {
+                    p++;
+                    continue;
+                }
+
+                for (p++; p < end && (*p == ' ' || *p == '\t'); p++) { }
+
+                if (end - p < 2 || (*p != 'q' && *p != 'Q') || p[1] != '=') {
+                    continue;
+                }
+
+                /* qvalue: "0" [ "." 0*3DIGIT ] / "1" [ "." 0*3("0") ] */
+
+                nonzero = 0;
+
+                for (p += 2; p < end && *p != ',' && *p != ';'; p++) {
+                    if (*p >= '1' && *p <= '9') {
+                        nonzero = 1;
+                    }
+                }
+            }
+
+            if (q && len) {
+                *q = nonzero;
+            }
+        }
+    }
+
+    if (gzip != -1) {
+        return gzip;
+    }
+
+    return star == 1;
+}
+
+
+static ngx_table_elt_t *
+ngx_llm_cache_add_header(ngx_http_request_t *r, char *name, char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    if (value) {
+        h->value.data = (u_char *) value;
+        h->value.len = ngx_strlen(value);
+
+    } else {
+        ngx_str_null(&h->value);
+    }
+
+    return h;
 }
 
 

@@ -1408,3 +1408,91 @@ ngx_llm_cache_json_valid(u_char *p, size_t len)
 
     return st == yajl_status_ok && !a.error;
 }
+
+
+struct ngx_llm_cache_json_stream_s {
+    yajl_handle                  handle;
+    ngx_llm_cache_json_answer_t  answer;
+    ngx_uint_t                   failed;
+};
+
+
+static void
+ngx_llm_cache_json_stream_cleanup(void *data)
+{
+    ngx_llm_cache_json_stream_t  *js = data;
+
+    if (js->handle) {
+        yajl_free(js->handle);
+        js->handle = NULL;
+    }
+}
+
+
+ngx_llm_cache_json_stream_t *
+ngx_llm_cache_json_stream_create(ngx_pool_t *pool)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_llm_cache_json_stream_t  *js;
+
+    cln = ngx_pool_cleanup_add(pool, sizeof(ngx_llm_cache_json_stream_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    js = cln->data;
+    ngx_memzero(js, sizeof(ngx_llm_cache_json_stream_t));
+
+    cln->handler = ngx_llm_cache_json_stream_cleanup;
+
+    js->handle = yajl_alloc(&ngx_llm_cache_json_answer_callbacks, NULL,
+                            &js->answer);
+    if (js->handle == NULL) {
+        return NULL;
+    }
+
+    return js;
+}
+
+
+/* 0 once the answer is known not to be one */
+
+ngx_uint_t
+ngx_llm_cache_json_stream_feed(ngx_llm_cache_json_stream_t *js, u_char *p,
+    size_t len)
+{
+    if (js->failed) {
+        return 0;
+    }
+
+    if (yajl_parse(js->handle, p, len) != yajl_status_ok
+        || js->answer.error)
+    {
+        js->failed = 1;
+        ngx_llm_cache_json_stream_cleanup(js);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+ngx_uint_t
+ngx_llm_cache_json_stream_end(ngx_llm_cache_json_stream_t *js)
+{
+    if (js->failed) {
+        return 0;
+    }
+
+    /* the lexer's buffer goes now, not with the request */
+
+    if (yajl_complete_parse(js->handle) != yajl_status_ok
+        || js->answer.error)
+    {
+        js->failed = 1;
+    }
+
+    ngx_llm_cache_json_stream_cleanup(js);
+
+    return !js->failed;
+}

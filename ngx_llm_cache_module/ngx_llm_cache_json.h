@@ -70,5 +70,14 @@ ngx_int_t ngx_llm_cache_json_exclude_add(ngx_pool_t *pool,
 
 ngx_uint_t ngx_llm_cache_json_valid(u_char *p, size_t len);
 
+/* the same judgement, fed buffer by buffer as the answer passes */
+typedef struct ngx_llm_cache_json_stream_s  ngx_llm_cache_json_stream_t;
+
+ngx_llm_cache_json_stream_t *ngx_llm_cache_json_stream_create(
+    ngx_pool_t *pool);
+ngx_uint_t ngx_llm_cache_json_stream_feed(ngx_llm_cache_json_stream_t *js,
+    u_char *p, size_t len);
+ngx_uint_t ngx_llm_cache_json_stream_end(ngx_llm_cache_json_stream_t *js);
+
 
 #endif /* _NGX_LLM_CACHE_JSON_H_INCLUDED_ */

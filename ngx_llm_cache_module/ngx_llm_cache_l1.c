@@ -164,9 +164,8 @@ ngx_llm_cache_l1_fill(ngx_http_request_t *r, void *data, ngx_str_t *value)
     size_t                     size;
     time_t                     created, ttl, expire, now;
     uint32_t                   hash;
-    ngx_str_t                  content_type, body;
-    ngx_uint_t                 status, i;
-    ngx_llm_cache_usage_t      usage;
+    ngx_uint_t                 i;
+    ngx_llm_cache_entry_t      e;
     ngx_llm_cache_l1_sh_t     *sh;
     ngx_llm_cache_l1_node_t   *n;
     ngx_llm_cache_l1_zone_t   *z;
@@ -185,13 +184,12 @@ ngx_llm_cache_l1_fill(ngx_http_request_t *r, void *data, ngx_str_t *value)
         return;
     }
 
-    if (ngx_llm_cache_entry_decode(value->data, value->len, &status,
-                                   &content_type, &created, &ttl, &usage,
-                                   &body)
-        != NGX_OK)
-    {
+    if (ngx_llm_cache_entry_parse(value->data, value->len, &e) != NGX_OK) {
         return;
     }
+
+    created = e.created;
+    ttl = e.ttl;
 
     now = ngx_time();
     expire = now + z->ttl;

@@ -125,7 +125,7 @@ static ngx_uint_t ngx_llm_cache_metrics_slot(ngx_slab_pool_t *shpool,
     ngx_llm_cache_metrics_shm_t *shm, ngx_uint_t limit, ngx_str_t *model);
 static ngx_uint_t ngx_llm_cache_metrics_cost(ngx_llm_cache_main_conf_t *lmcf,
     ngx_str_t *model, ngx_llm_cache_usage_t *usage);
-static void ngx_llm_cache_metrics_scan(u_char *p, u_char *end,
+static u_char *ngx_llm_cache_metrics_scan(u_char *p, u_char *end,
     ngx_llm_cache_usage_t *usage);
 static u_char *ngx_llm_cache_metrics_scan_usage(u_char *p, u_char *end,
     ngx_llm_cache_usage_t *usage);
@@ -557,19 +557,85 @@ ngx_llm_cache_metrics_cost(ngx_llm_cache_main_conf_t *lmcf, ngx_str_t *model,
 
 
 /*
- * At the store: the usage the answer reports, and the provider's time,
- * from the subrequest's start to its last byte.  Every "usage" object is
+ * The usage the answer reports, read as it passes (from the capture,
+ * so that no copy of the answer is needed).  Every "usage" object is
  * read, a later one's fields replacing an earlier one's: an OpenAI
  * stream's last chunk (stream_options.include_usage), Anthropic's
- * message_start (input) and message_delta (output).
+ * message_start (input) and message_delta (output).  An object split
+ * over buffers is carried, up to NGX_LLM_CACHE_USAGE_CARRY bytes, to
+ * the next (reading an object twice changes nothing).
  */
+
+#define NGX_LLM_CACHE_USAGE_CARRY  4096
+
+ngx_int_t
+ngx_llm_cache_metrics_feed(ngx_pool_t *pool, ngx_llm_cache_ctx_t *ctx,
+    u_char *p, size_t len)
+{
+    size_t   n;
+    u_char  *rest, *carry;
+
+    carry = ctx->usage_carry;
+
+    if (ctx->usage_carry_len) {
+        n = ngx_min(len, NGX_LLM_CACHE_USAGE_CARRY - ctx->usage_carry_len);
+
+        ngx_memcpy(carry + ctx->usage_carry_len, p, n);
+        ctx->usage_carry_len += n;
+
+        rest = ngx_llm_cache_metrics_scan(carry,
+                                          carry + ctx->usage_carry_len,
+                                          &ctx->usage);
+
+        if (n == len) {
+            /* all of this buffer was read behind the carry */
+
+            if (rest == NULL
+                || ctx->usage_carry_len == NGX_LLM_CACHE_USAGE_CARRY)
+            {
+                ctx->usage_carry_len = 0;
+                return NGX_OK;
+            }
+
+            ctx->usage_carry_len = carry + ctx->usage_carry_len - rest;
+            ngx_memmove(carry, rest, ctx->usage_carry_len);
+
+            return NGX_OK;
+        }
+
+        ctx->usage_carry_len = 0;
+    }
+
+    rest = ngx_llm_cache_metrics_scan(p, p + len, &ctx->usage);
+
+    if (rest == NULL) {
+        return NGX_OK;
+    }
+
+    if (carry == NULL) {
+        carry = ngx_pnalloc(pool, NGX_LLM_CACHE_USAGE_CARRY);
+        if (carry == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->usage_carry = carry;
+    }
+
+    n = ngx_min((size_t) (p + len - rest), NGX_LLM_CACHE_USAGE_CARRY);
+
+    ngx_memcpy(carry, rest, n);
+    ctx->usage_carry_len = n;
+
+    return NGX_OK;
+}
+
+
+/* at the store: the provider's time, from the subrequest's start */
 
 void
 ngx_llm_cache_metrics_usage(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 {
-    u_char          *p, *body;
     ngx_time_t      *tp;
-    ngx_chain_t     *cl;
     ngx_msec_int_t   ms;
 
     tp = ngx_timeofday();
@@ -578,69 +644,72 @@ ngx_llm_cache_metrics_usage(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
                            + (tp->msec - sr->start_msec));
 
     ctx->usage.duration = ngx_max(ms, 0);
-    ctx->usage.prompt = 0;
-    ctx->usage.completion = 0;
-
-    if (ctx->captured == NULL || ctx->captured_size == 0) {
-        return;
-    }
-
-    if (ctx->captured->next == NULL) {
-        body = ctx->captured->buf->pos;
-
-    } else {
-        body = ngx_pnalloc(sr->pool, ctx->captured_size);
-        if (body == NULL) {
-            return;
-        }
-
-        p = body;
-
-        for (cl = ctx->captured; cl; cl = cl->next) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
-    }
-
-    ngx_llm_cache_metrics_scan(body, body + ctx->captured_size, &ctx->usage);
 }
 
 
-static void
+/* NULL, or where a "usage" object the buffer cuts starts */
+
+static u_char *
 ngx_llm_cache_metrics_scan(u_char *p, u_char *end,
     ngx_llm_cache_usage_t *usage)
 {
+    u_char  *start;
+
     /* inside a JSON string its quotes would be escaped: a key */
 
     while (p < end) {
-        p = ngx_strlchr(p, end, '"');
+        /* memmem(): the whole answer passes here */
+        start = memmem(p, end - p, "\"usage\"", 7);
 
-        if (p == NULL) {
-            return;
+        if (start == NULL) {
+            /* a "usage" the next buffer may complete */
+
+            for (p = ngx_max(p, end - 6); p < end; p++) {
+                if (*p == '"' && ngx_strncmp(p, "\"usage\"", end - p) == 0) {
+                    return p;
+                }
+            }
+
+            return NULL;
         }
 
-        if (end - p < 7 || ngx_strncmp(p, "\"usage\"", 7) != 0) {
-            p++;
-            continue;
-        }
+        p = start;
 
         for (p += 7; p < end && (*p == ' ' || *p == '\t'); p++) { }
 
-        if (p == end || *p != ':') {
+        if (p == end) {
+            return start;
+        }
+
+        if (*p != ':') {
             continue;
         }
 
         for (p++; p < end && (*p == ' ' || *p == '\t'); p++) { }
 
-        if (p == end || *p != '{') {
+        if (p == end) {
+            return start;
+        }
+
+        if (*p != '{') {
             continue;     /* "usage":null */
         }
 
         p = ngx_llm_cache_metrics_scan_usage(p + 1, end, usage);
+
+        if (p == NULL) {
+            return start;
+        }
     }
+
+    return NULL;
 }
 
 
-/* the object's own numeric token counts; nested objects are skipped */
+/*
+ * the object's own numeric token counts; nested objects are skipped;
+ * NULL if the buffer ends before the object does
+ */
 
 static u_char *
 ngx_llm_cache_metrics_scan_usage(u_char *p, u_char *end,
@@ -682,12 +751,12 @@ ngx_llm_cache_metrics_scan_usage(u_char *p, u_char *end,
 
         for (name = ++p; p < end && *p != '"'; p++) {
             if (*p == '\\' && ++p == end) {
-                return end;
+                return NULL;
             }
         }
 
         if (p == end) {
-            return end;
+            return NULL;
         }
 
         len = p - name;
@@ -729,7 +798,7 @@ ngx_llm_cache_metrics_scan_usage(u_char *p, u_char *end,
         }
     }
 
-    return end;
+    return NULL;
 }
 
 

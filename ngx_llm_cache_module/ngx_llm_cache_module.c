@@ -264,6 +264,13 @@ static ngx_command_t  ngx_llm_cache_commands[] = {
       offsetof(ngx_llm_cache_loc_conf_t, client_control),
       NULL },
 
+    { ngx_string("llm_cache_compress"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_llm_cache_loc_conf_t, compress),
+      NULL },
+
     { ngx_string("llm_cache_max_body_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -540,6 +547,7 @@ ngx_llm_cache_create_loc_conf(ngx_conf_t *cf)
     conf->purge = NGX_CONF_UNSET_PTR;
     conf->no_store = NGX_CONF_UNSET_PTR;
     conf->client_control = NGX_CONF_UNSET;
+    conf->compress = NGX_CONF_UNSET;
     conf->json.exclude = NGX_CONF_UNSET_PTR;
     conf->json.normalize = NGX_CONF_UNSET_UINT;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
@@ -600,6 +608,7 @@ ngx_llm_cache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->purge, prev->purge, NULL);
     ngx_conf_merge_ptr_value(conf->no_store, prev->no_store, NULL);
     ngx_conf_merge_value(conf->client_control, prev->client_control, 0);
+    ngx_conf_merge_value(conf->compress, prev->compress, 0);
     ngx_conf_merge_str_value(conf->key_prefix, prev->key_prefix, "llm:");
     ngx_conf_merge_uint_value(conf->json.normalize, prev->json.normalize,
                               NGX_LLM_CACHE_NORMALIZE_TRIM);

@@ -164,6 +164,8 @@ typedef struct {
 
     ngx_uint_t                     invalid_json;
 
+    ngx_flag_t                     compress;      /* llm_cache_compress */
+
     ngx_uint_t                     use_stale;     /* NGX_HTTP_UPSTREAM_FT_* */
     time_t                         stale_ttl;
 
@@ -183,6 +185,23 @@ typedef struct {
     ngx_uint_t                     completion;
     ngx_msec_t                     duration;      /* the provider's time */
 } ngx_llm_cache_usage_t;
+
+
+/* an entry as decoded, once per hit (ngx_llm_cache_entry.c) */
+
+#define NGX_LLM_CACHE_ENCODING_IDENTITY  0
+#define NGX_LLM_CACHE_ENCODING_GZIP      1
+
+typedef struct {
+    ngx_uint_t                     status;
+    ngx_str_t                      content_type;
+    time_t                         created;
+    time_t                         ttl;
+    ngx_llm_cache_usage_t          usage;
+    ngx_str_t                      body;          /* as stored */
+    ngx_uint_t                     encoding;
+    size_t                         length;        /* the body decoded */
+} ngx_llm_cache_entry_t;
 
 
 /* one per main request, shared with its provider subrequest */
@@ -207,10 +226,20 @@ typedef struct {
     ngx_msec_t                     wait_delay;
     ngx_msec_t                     wait_time;     /* when it stopped */
 
-    /* what passed the body filter of the provider subrequest */
-    ngx_chain_t                   *captured;
-    ngx_chain_t                  **captured_last;
-    size_t                         captured_size;
+    /*
+     * what passed the body filter of the provider subrequest, written
+     * once into the entry being built (ngx_llm_cache_store.c): room for
+     * the entry's header in front, the body (deflated with
+     * llm_cache_compress) behind
+     */
+    u_char                        *captured;
+    u_char                        *captured_pos;
+    u_char                        *captured_end;
+    size_t                         captured_header;  /* room in front */
+    size_t                         captured_size;    /* as the client had */
+    void                          *deflate;          /* z_stream */
+    u_char                        *usage_carry;      /* a "usage" split */
+    size_t                         usage_carry_len;  /* over buffers */
     ngx_llm_cache_sse_t           *sse;           /* judges an SSE answer */
 
     ngx_uint_t                     provider_status;
@@ -264,6 +293,9 @@ void ngx_llm_cache_lookup_done(void *data, ngx_int_t rc, ngx_str_t *value);
 
 ngx_int_t ngx_llm_cache_send_entry(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx, ngx_str_t *value,
+    ngx_llm_cache_status_e cache_status);
+ngx_int_t ngx_llm_cache_send_decoded(ngx_http_request_t *r,
+    ngx_llm_cache_ctx_t *ctx, ngx_llm_cache_entry_t *e,
     ngx_llm_cache_status_e cache_status);
 
 /* ngx_llm_cache_semantic.c */
@@ -342,9 +374,16 @@ ngx_int_t ngx_llm_cache_entry_encode(ngx_pool_t *pool, ngx_uint_t status,
     ngx_str_t *content_type, time_t created, time_t ttl,
     ngx_llm_cache_usage_t *usage, ngx_chain_t *body, size_t body_size,
     ngx_str_t *entry);
+size_t ngx_llm_cache_entry_header_size(ngx_str_t *content_type);
+ngx_int_t ngx_llm_cache_entry_header(ngx_log_t *log, ngx_uint_t status,
+    ngx_str_t *content_type, time_t created, time_t ttl,
+    ngx_llm_cache_usage_t *usage, ngx_uint_t encoding, size_t length,
+    ngx_str_t *body, u_char *room, size_t room_size, ngx_str_t *entry);
 ngx_int_t ngx_llm_cache_entry_decode(u_char *data, size_t len,
     ngx_uint_t *status, ngx_str_t *content_type, time_t *created,
     time_t *ttl, ngx_llm_cache_usage_t *usage, ngx_str_t *body);
+ngx_int_t ngx_llm_cache_entry_parse(u_char *data, size_t len,
+    ngx_llm_cache_entry_t *e);
 
 /* ngx_llm_cache_metrics.c */
 ngx_int_t ngx_llm_cache_metrics_init(ngx_conf_t *cf,
@@ -352,6 +391,8 @@ ngx_int_t ngx_llm_cache_metrics_init(ngx_conf_t *cf,
 void ngx_llm_cache_metrics_request(ngx_llm_cache_ctx_t *ctx);
 void ngx_llm_cache_metrics_usage(ngx_http_request_t *sr,
     ngx_llm_cache_ctx_t *ctx);
+ngx_int_t ngx_llm_cache_metrics_feed(ngx_pool_t *pool,
+    ngx_llm_cache_ctx_t *ctx, u_char *p, size_t len);
 void ngx_llm_cache_metrics_redis_reply(void *server, ngx_str_t *name,
     ngx_msec_t sent, ngx_uint_t ok);
 void ngx_llm_cache_metrics_redis_event(void *server, ngx_str_t *name,

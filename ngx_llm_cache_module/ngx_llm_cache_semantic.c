@@ -1021,12 +1021,9 @@ ngx_llm_cache_semantic_entry(void *data, ngx_int_t rc, ngx_str_t *value)
 {
     ngx_llm_cache_ctx_t  *ctx = data;
 
-    time_t                    created, ttl;
-    ngx_str_t                 content_type, body;
-    ngx_uint_t                status;
     ngx_connection_t         *c;
     ngx_http_request_t       *r;
-    ngx_llm_cache_usage_t     usage;
+    ngx_llm_cache_entry_t     e;
     ngx_llm_cache_sem_ctx_t  *sem;
 
     r = ctx->request;
@@ -1049,11 +1046,8 @@ ngx_llm_cache_semantic_entry(void *data, ngx_int_t rc, ngx_str_t *value)
 
     /* an expired one kept for llm_cache_use_stale answers no paraphrase */
 
-    if (ngx_llm_cache_entry_decode(value->data, value->len, &status,
-                                   &content_type, &created, &ttl, &usage,
-                                   &body)
-        != NGX_OK
-        || (ttl && ngx_time() - created >= ttl))
+    if (ngx_llm_cache_entry_parse(value->data, value->len, &e) != NGX_OK
+        || (e.ttl && ngx_time() - e.created >= e.ttl))
     {
         ngx_llm_cache_semantic_miss(ctx, NGX_LLM_CACHE_SEM_MISS);
         return;
@@ -1065,13 +1059,8 @@ ngx_llm_cache_semantic_entry(void *data, ngx_int_t rc, ngx_str_t *value)
 
     sem->status = NGX_LLM_CACHE_SEM_HIT;
 
-    rc = ngx_llm_cache_send_entry(r, ctx, value,
-                                  NGX_LLM_CACHE_STATUS_HIT_SEMANTIC);
-
-    if (rc == NGX_DECLINED) {
-        ngx_llm_cache_semantic_miss(ctx, NGX_LLM_CACHE_SEM_MISS);
-        return;
-    }
+    rc = ngx_llm_cache_send_decoded(r, ctx, &e,
+                                    NGX_LLM_CACHE_STATUS_HIT_SEMANTIC);
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);

@@ -17,11 +17,33 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <zlib.h>
+
 #include "ngx_llm_cache_module.h"
+
+
+/* what the capture buffer starts with when the length is not known */
+#define NGX_LLM_CACHE_CAPTURE_SIZE  16384
+
+/* the pieces a deflated JSON answer is parsed in */
+#define NGX_LLM_CACHE_JSON_PIECE    262144
 
 
 static void ngx_llm_cache_store_invalid(ngx_http_request_t *sr,
     ngx_llm_cache_ctx_t *ctx, char *reason);
+static ngx_int_t ngx_llm_cache_capture_buf(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx, ngx_buf_t *buf);
+static void ngx_llm_cache_store_entry(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx);
+static ngx_int_t ngx_llm_cache_capture_start(ngx_http_request_t *sr,
+    ngx_llm_cache_ctx_t *ctx);
+static ngx_int_t ngx_llm_cache_capture_grow(ngx_llm_cache_ctx_t *ctx,
+    size_t size);
+static ngx_int_t ngx_llm_cache_capture_deflate(ngx_llm_cache_ctx_t *ctx,
+    u_char *p, size_t len, ngx_uint_t flush);
+static void ngx_llm_cache_capture_cleanup(void *data);
+static ngx_uint_t ngx_llm_cache_store_json_inflated(ngx_http_request_t *sr,
+    ngx_str_t *body);
 
 
 /* at the provider's header: 1 if the answer may be stored */
@@ -109,23 +131,42 @@ ngx_llm_cache_storable(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     ctx->provider_status = sr->headers_out.status;
     ctx->provider_content_type = *type;
 
+    /* read as the answer passes (a hit's, of a refused entry, is gone) */
+    ngx_memzero(&ctx->usage, sizeof(ngx_llm_cache_usage_t));
+
     return 1;
 }
 
 
 /*
- * A copy of one buffer of the body; an event stream is judged as it
- * passes, so that one with an error event stops being copied at once.
- * NGX_DECLINED: the answer is not stored.
+ * One buffer of the body, written into the entry being built (deflated
+ * with llm_cache_compress); an event stream is judged as it passes, so
+ * that one with an error event stops being copied at once, and its usage
+ * read.  NGX_DECLINED: the answer is not stored.
  */
 
 ngx_int_t
 ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
     ngx_buf_t *buf)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_llm_cache_capture_buf(sr, ctx, buf);
+
+    if (rc != NGX_OK) {
+        /* not stored: what was captured goes now */
+        ngx_llm_cache_capture_cleanup(ctx);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_capture_buf(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
+    ngx_buf_t *buf)
+{
     size_t                     size;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl;
     ngx_llm_cache_loc_conf_t  *lcf;
 
     if (!ngx_buf_in_memory(buf)) {
@@ -151,6 +192,15 @@ ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
                    "llm_cache: capture %uz bytes", size);
 
+    /* never written, so refused when read (ngx_llm_cache_entry.c) */
+
+    if (memchr(buf->pos, '\0', size) != NULL) {
+        ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
+                      "llm_cache: response with a NUL byte not stored");
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_INVALID;
+        return NGX_DECLINED;
+    }
+
     if (ctx->sse
         && ngx_llm_cache_sse_parse(ctx->sse, buf->pos, size) != NGX_OK)
     {
@@ -159,26 +209,198 @@ ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    b = ngx_create_temp_buf(sr->pool, size);
-    if (b == NULL) {
+    if (ctx->captured == NULL
+        && ngx_llm_cache_capture_start(sr, ctx) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    b->last = ngx_cpymem(b->pos, buf->pos, size);
-
-    cl = ngx_alloc_chain_link(sr->pool);
-    if (cl == NULL) {
+    if (ngx_llm_cache_metrics_feed(sr->pool, ctx, buf->pos, size)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    cl->buf = b;
-    cl->next = NULL;
-
-    *ctx->captured_last = cl;
-    ctx->captured_last = &cl->next;
     ctx->captured_size += size;
 
+    if (ctx->deflate) {
+        return ngx_llm_cache_capture_deflate(ctx, buf->pos, size,
+                                             Z_NO_FLUSH);
+    }
+
+    if ((size_t) (ctx->captured_end - ctx->captured_pos) < size
+        && ngx_llm_cache_capture_grow(ctx, size) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->captured_pos = ngx_cpymem(ctx->captured_pos, buf->pos, size);
+
     return NGX_OK;
+}
+
+
+/*
+ * The entry's buffer: room for its header in front, then as much as the
+ * provider's Content-Length says, or a start that doubles.  Allocated
+ * with malloc(), so that growing it is a realloc() (an mremap() for a
+ * large one, no copy) and so that it is freed once Redis has it.
+ */
+
+static ngx_int_t
+ngx_llm_cache_capture_start(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
+{
+    int                        rc;
+    off_t                      len;
+    size_t                     size;
+    z_stream                  *zs;
+    ngx_pool_cleanup_t        *cln;
+    ngx_llm_cache_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
+
+    cln = ngx_pool_cleanup_add(sr->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->captured_header =
+        ngx_llm_cache_entry_header_size(&ctx->provider_content_type);
+
+    len = sr->headers_out.content_length_n;
+
+    if (len > 0 && len <= (off_t) lcf->max_size) {
+        size = lcf->compress ? (size_t) len / 4 + 256 : (size_t) len;
+
+    } else {
+        size = ngx_min(NGX_LLM_CACHE_CAPTURE_SIZE, lcf->max_size + 64);
+    }
+
+    ctx->captured = ngx_alloc(ctx->captured_header + size,
+                              sr->connection->log);
+    if (ctx->captured == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_llm_cache_capture_cleanup;
+    cln->data = ctx;
+
+    ctx->captured_pos = ctx->captured + ctx->captured_header;
+    ctx->captured_end = ctx->captured_pos + size;
+
+    if (!lcf->compress) {
+        return NGX_OK;
+    }
+
+    zs = ngx_pcalloc(sr->pool, sizeof(z_stream));
+    if (zs == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the gzip format, so that a gzip client gets the entry as it is */
+
+    rc = deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, MAX_WBITS + 16,
+                      8, Z_DEFAULT_STRATEGY);
+
+    if (rc != Z_OK) {
+        ngx_log_error(NGX_LOG_ALERT, sr->connection->log, 0,
+                      "llm_cache: deflateInit2() failed: %d", rc);
+        return NGX_ERROR;
+    }
+
+    ctx->deflate = zs;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_llm_cache_capture_grow(ngx_llm_cache_ctx_t *ctx, size_t size)
+{
+    u_char  *p;
+    size_t   used, cap;
+
+    used = ctx->captured_pos - ctx->captured;
+    cap = ctx->captured_end - ctx->captured;
+
+    cap = ngx_max(2 * cap, used + size);
+
+    p = realloc(ctx->captured, cap);
+    if (p == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, ctx->request->connection->log,
+                      ngx_errno, "llm_cache: realloc(%uz) failed", cap);
+        return NGX_ERROR;
+    }
+
+    ctx->captured = p;
+    ctx->captured_pos = p + used;
+    ctx->captured_end = p + cap;
+
+    return NGX_OK;
+}
+
+
+/* deflated into the entry's buffer as the answer passes */
+
+static ngx_int_t
+ngx_llm_cache_capture_deflate(ngx_llm_cache_ctx_t *ctx, u_char *p,
+    size_t len, ngx_uint_t flush)
+{
+    int        rc;
+    z_stream  *zs;
+
+    zs = ctx->deflate;
+
+    zs->next_in = p;
+    zs->avail_in = len;
+
+    for ( ;; ) {
+
+        if (ctx->captured_end - ctx->captured_pos < 256
+            && ngx_llm_cache_capture_grow(ctx, ngx_max(len / 2, 4096))
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        zs->next_out = ctx->captured_pos;
+        zs->avail_out = ctx->captured_end - ctx->captured_pos;
+
+        rc = deflate(zs, (int) flush);
+
+        ctx->captured_pos = zs->next_out;
+
+        if (rc == Z_STREAM_END) {
+            return NGX_OK;
+        }
+
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            ngx_log_error(NGX_LOG_ALERT, ctx->request->connection->log, 0,
+                          "llm_cache: deflate() failed: %d", rc);
+            return NGX_ERROR;
+        }
+
+        if (flush == Z_NO_FLUSH && zs->avail_in == 0) {
+            return NGX_OK;
+        }
+    }
+}
+
+
+static void
+ngx_llm_cache_capture_cleanup(void *data)
+{
+    ngx_llm_cache_ctx_t  *ctx = data;
+
+    if (ctx->deflate) {
+        deflateEnd(ctx->deflate);
+        ctx->deflate = NULL;
+    }
+
+    if (ctx->captured) {
+        ngx_free(ctx->captured);
+        ctx->captured = NULL;
+    }
 }
 
 
@@ -187,9 +409,20 @@ ngx_llm_cache_capture(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx,
 void
 ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
 {
+    ngx_llm_cache_store_entry(sr, ctx);
+
+    /* sent (the command is in the Redis layer's buffer), or not stored */
+    ngx_llm_cache_capture_cleanup(ctx);
+}
+
+
+static void
+ngx_llm_cache_store_entry(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
+{
     time_t                     ttl, keep;
     ngx_int_t                  rc;
-    ngx_str_t                  value, entry;
+    ngx_str_t                  value, entry, body;
+    ngx_uint_t                 encoding;
     ngx_llm_cache_loc_conf_t  *lcf;
 
     ctx->stored = 1;
@@ -228,24 +461,51 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return;
     }
 
-    ngx_llm_cache_metrics_usage(sr, ctx);
-
-    if (ngx_llm_cache_entry_encode(sr->pool, ctx->provider_status,
-                                   &ctx->provider_content_type, ngx_time(),
-                                   ttl, &ctx->usage, ctx->captured,
-                                   ctx->captured_size, &entry)
-        != NGX_OK)
+    if (ctx->captured == NULL
+        && ngx_llm_cache_capture_start(sr, ctx) != NGX_OK)
     {
-        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_INVALID;
         return;
     }
 
+    ngx_llm_cache_metrics_usage(sr, ctx);
+
+    encoding = NGX_LLM_CACHE_ENCODING_IDENTITY;
+
+    if (ctx->deflate) {
+        if (ngx_llm_cache_capture_deflate(ctx, NULL, 0, Z_FINISH) != NGX_OK)
+        {
+            return;
+        }
+
+        encoding = NGX_LLM_CACHE_ENCODING_GZIP;
+    }
+
+    body.data = ctx->captured + ctx->captured_header;
+    body.len = ctx->captured_pos - body.data;
+
+    /*
+     * a JSON answer is parsed once, here, in one piece; deflated, in
+     * large pieces as it inflates (fed as it passed, yajl would lex a
+     * long string again at each buffer that cuts it)
+     */
+
     if (!ctx->provider_sse
-        && !ngx_llm_cache_json_valid(entry.data + entry.len
-                                     - ctx->captured_size,
-                                     ctx->captured_size))
+        && !(ctx->deflate
+             ? ngx_llm_cache_store_json_inflated(sr, &body)
+             : ngx_llm_cache_json_valid(body.data, body.len)))
     {
         ngx_llm_cache_store_invalid(sr, ctx, "it does not parse");
+        return;
+    }
+
+    if (ngx_llm_cache_entry_header(sr->connection->log, ctx->provider_status,
+                                   &ctx->provider_content_type, ngx_time(),
+                                   ttl, &ctx->usage, encoding,
+                                   ctx->captured_size, &body, ctx->captured,
+                                   ctx->captured_header, &entry)
+        != NGX_OK)
+    {
+        ctx->store_result = NGX_LLM_CACHE_NOT_STORED_INVALID;
         return;
     }
 
@@ -266,9 +526,9 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
                                  ctx->lock_held ? &ctx->lock_key : NULL,
                                  &ctx->lock_token);
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
-                   "llm_cache: store \"%V\" %uz bytes rc:%i",
-                   &ctx->key, entry.len, rc);
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "llm_cache: store \"%V\" %uz bytes of %uz rc:%i",
+                   &ctx->key, entry.len, ctx->captured_size, rc);
 
     ctx->store_result = (rc == NGX_OK) ? NGX_LLM_CACHE_STORED
                                        : NGX_LLM_CACHE_NOT_STORED_REDIS;
@@ -287,6 +547,65 @@ ngx_llm_cache_store(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
             ngx_llm_cache_semantic_stored(ctx);
         }
     }
+}
+
+
+/* 1 if the deflated body is a JSON answer */
+
+static ngx_uint_t
+ngx_llm_cache_store_json_inflated(ngx_http_request_t *sr, ngx_str_t *body)
+{
+    int                           rc;
+    u_char                       *piece;
+    z_stream                      zs;
+    ngx_uint_t                    ok;
+    ngx_llm_cache_json_stream_t  *js;
+
+    js = ngx_llm_cache_json_stream_create(sr->pool);
+    if (js == NULL) {
+        return 0;
+    }
+
+    piece = ngx_alloc(NGX_LLM_CACHE_JSON_PIECE, sr->connection->log);
+    if (piece == NULL) {
+        return 0;
+    }
+
+    ngx_memzero(&zs, sizeof(z_stream));
+
+    if (inflateInit2(&zs, MAX_WBITS + 16) != Z_OK) {
+        ngx_free(piece);
+        return 0;
+    }
+
+    zs.next_in = body->data;
+    zs.avail_in = body->len;
+
+    ok = 0;
+
+    for ( ;; ) {
+        zs.next_out = piece;
+        zs.avail_out = NGX_LLM_CACHE_JSON_PIECE;
+
+        rc = inflate(&zs, Z_NO_FLUSH);
+
+        if ((rc != Z_OK && rc != Z_STREAM_END)
+            || !ngx_llm_cache_json_stream_feed(js, piece,
+                                               zs.next_out - piece))
+        {
+            break;
+        }
+
+        if (rc == Z_STREAM_END) {
+            ok = ngx_llm_cache_json_stream_end(js);
+            break;
+        }
+    }
+
+    inflateEnd(&zs);
+    ngx_free(piece);
+
+    return ok;
 }
 
 
