@@ -391,3 +391,43 @@ Authorization: Bearer sk-test
  . "\nllm_cache_l1_entries\\{zone=\"hot\"\\} 1\n(?s:.*)"
  . "\nllm_cache_l1_up\\{zone=\"hot\"\\} 1\n",
  "\"l1\":\\{\"hits\":2,\"zones\":\\{\"hot\":\\{\"entries\":1,\"up\":1\\}\\}\\},"]
+
+
+
+=== TEST 15: compressed entries (llm_cache_compress) from L1: a gzip client gets them as stored, an identity client inflated, as from Redis
+--- http_config
+    llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    llm_cache_l1_zone hot:1m;
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_l1 hot;
+        llm_cache_compress on;
+        add_header X-Tier $llm_cache_tier;
+    }
+--- more_headers eval
+["", "Authorization: Bearer sk-test", "",
+ "Authorization: Bearer sk-test",
+ "Authorization: Bearer sk-test\nAccept-Encoding: gzip",
+ "Authorization: Bearer sk-test",
+ "Authorization: Bearer sk-test\nAccept-Encoding: gzip",
+ ""]
+--- request eval
+["GET /__sleep?ms=300",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /__sleep?ms=100",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "POST /v1/chat/completions\n$::chat",
+ "GET /__stats"]
+--- response_headers_like eval
+["", "X-LLM-Cache: MISS", "", "X-LLM-Cache: HIT\nX-Tier: redis",
+ "X-LLM-Cache: HIT\nX-Tier: l1\nContent-Encoding: gzip",
+ "X-LLM-Cache: HIT\nX-Tier: l1",
+ "X-LLM-Cache: HIT\nX-Tier: l1\nContent-Encoding: gzip", ""]
+--- response_body_like eval
+["ok", "^\Q$::chat_answer_1\E\$", "ok", "^\Q$::chat_answer_1\E\$",
+ "^\\x1f\\x8b", "^\Q$::chat_answer_1\E\$", "^\\x1f\\x8b", "calls=1\n"]
+--- no_error_log
+[error]
