@@ -179,7 +179,6 @@ static ngx_int_t ngx_llm_cache_redis_start(ngx_llm_cache_redis_server_t *s,
     ngx_cycle_t *cycle);
 static void ngx_llm_cache_redis_stop(ngx_llm_cache_redis_server_t *s);
 static void ngx_llm_cache_redis_connect(ngx_llm_cache_redis_conn_t *rc);
-static void ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log);
 static void ngx_llm_cache_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_llm_cache_redis_schedule(ngx_llm_cache_redis_conn_t *rc);
 static void ngx_llm_cache_redis_resolved(ngx_resolver_ctx_t *ctx);
@@ -1153,7 +1152,7 @@ ngx_llm_cache_redis_open(ngx_llm_cache_redis_conn_t *rc,
  * endpoint) would be noticed only by the next command's timeout.
  */
 
-static void
+void
 ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log)
 {
     int  value;

@@ -44,11 +44,6 @@
 
 #define NGX_LLM_CACHE_SENTINEL_PORT          26379
 
-/* TCP keepalive on the subscription, as on the pool's connections */
-#define NGX_LLM_CACHE_SENTINEL_KEEPIDLE      15
-#define NGX_LLM_CACHE_SENTINEL_KEEPINTVL     5
-#define NGX_LLM_CACHE_SENTINEL_KEEPCNT       3
-
 
 typedef struct {
     ngx_str_t                         name;     /* as configured */
@@ -114,6 +109,8 @@ static void ngx_llm_cache_sentinel_sub_closed(
     ngx_llm_cache_redis_sentinel_t *st);
 static void ngx_llm_cache_sentinel_sub_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
+static void ngx_llm_cache_sentinel_auth(ngx_llm_cache_redis_sentinel_t *st,
+    ngx_llm_cache_sentinel_conn_t *sc);
 static void ngx_llm_cache_sentinel_auth_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_int_t ngx_llm_cache_sentinel_address(u_char *host, size_t len,
@@ -124,8 +121,6 @@ static void ngx_llm_cache_sentinel_set(ngx_llm_cache_redis_sentinel_t *st,
 static ngx_int_t ngx_llm_cache_sentinel_connect(
     ngx_llm_cache_sentinel_conn_t *sc);
 static void ngx_llm_cache_sentinel_next(ngx_llm_cache_sentinel_conn_t *sc);
-static void ngx_llm_cache_sentinel_keepalive(ngx_socket_t fd,
-    ngx_log_t *log);
 static void ngx_llm_cache_sentinel_timeout_handler(ngx_event_t *ev);
 static void ngx_llm_cache_sentinel_read_handler(ngx_event_t *rev);
 static void ngx_llm_cache_sentinel_write_handler(ngx_event_t *wev);
@@ -531,21 +526,7 @@ ngx_llm_cache_sentinel_query(ngx_event_t *ev)
         return;
     }
 
-    if (st->password.len) {
-        if (st->user.len) {
-            (void) redisAsyncCommand(sc->ac,
-                                     ngx_llm_cache_sentinel_auth_reply, sc,
-                                     "AUTH %b %b", st->user.data,
-                                     st->user.len, st->password.data,
-                                     st->password.len);
-
-        } else {
-            (void) redisAsyncCommand(sc->ac,
-                                     ngx_llm_cache_sentinel_auth_reply, sc,
-                                     "AUTH %b", st->password.data,
-                                     st->password.len);
-        }
-    }
+    ngx_llm_cache_sentinel_auth(st, sc);
 
     if (redisAsyncCommand(sc->ac, ngx_llm_cache_sentinel_addr_reply, st,
                           "SENTINEL get-master-addr-by-name %b",
@@ -721,21 +702,7 @@ ngx_llm_cache_sentinel_subscribe(ngx_event_t *ev)
 
     /* hiredis hands AUTH's reply to its callback before any message */
 
-    if (st->password.len) {
-        if (st->user.len) {
-            (void) redisAsyncCommand(sc->ac,
-                                     ngx_llm_cache_sentinel_auth_reply, sc,
-                                     "AUTH %b %b", st->user.data,
-                                     st->user.len, st->password.data,
-                                     st->password.len);
-
-        } else {
-            (void) redisAsyncCommand(sc->ac,
-                                     ngx_llm_cache_sentinel_auth_reply, sc,
-                                     "AUTH %b", st->password.data,
-                                     st->password.len);
-        }
-    }
+    ngx_llm_cache_sentinel_auth(st, sc);
 
     if (redisAsyncCommand(sc->ac, ngx_llm_cache_sentinel_sub_reply, st,
                           "SUBSCRIBE +switch-master")
@@ -882,6 +849,29 @@ ngx_llm_cache_sentinel_sub_reply(redisAsyncContext *ac, void *reply,
 }
 
 
+/* queued first on a new connection; its reply comes before any other */
+
+static void
+ngx_llm_cache_sentinel_auth(ngx_llm_cache_redis_sentinel_t *st,
+    ngx_llm_cache_sentinel_conn_t *sc)
+{
+    if (st->password.len == 0) {
+        return;
+    }
+
+    if (st->user.len) {
+        (void) redisAsyncCommand(sc->ac, ngx_llm_cache_sentinel_auth_reply,
+                                 sc, "AUTH %b %b", st->user.data,
+                                 st->user.len, st->password.data,
+                                 st->password.len);
+        return;
+    }
+
+    (void) redisAsyncCommand(sc->ac, ngx_llm_cache_sentinel_auth_reply, sc,
+                             "AUTH %b", st->password.data, st->password.len);
+}
+
+
 /* AUTH refused: never log the command, it has the password */
 
 static void
@@ -1012,7 +1002,8 @@ ngx_llm_cache_sentinel_connect(ngx_llm_cache_sentinel_conn_t *sc)
     }
 
     if (!a->unix_socket) {
-        ngx_llm_cache_sentinel_keepalive(ac->c.fd, st->log);
+        /* TCP keepalive on the subscription, as on the pool's */
+        ngx_llm_cache_redis_keepalive(ac->c.fd, st->log);
     }
 
     c->data = sc;
@@ -1056,40 +1047,6 @@ ngx_llm_cache_sentinel_next(ngx_llm_cache_sentinel_conn_t *sc)
     if (++sc->tried >= st->naddrs) {
         sc->tried = 0;
     }
-}
-
-
-static void
-ngx_llm_cache_sentinel_keepalive(ngx_socket_t fd, ngx_log_t *log)
-{
-    int  value;
-
-    value = 1;
-
-    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, (const void *) &value,
-                   sizeof(int))
-        == -1)
-    {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_socket_errno,
-                      "llm_cache: setsockopt(SO_KEEPALIVE) failed, ignored");
-        return;
-    }
-
-#if (NGX_HAVE_KEEPALIVE_TUNABLE)
-
-    value = NGX_LLM_CACHE_SENTINEL_KEEPIDLE;
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (const void *) &value,
-                      sizeof(int));
-
-    value = NGX_LLM_CACHE_SENTINEL_KEEPINTVL;
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, (const void *) &value,
-                      sizeof(int));
-
-    value = NGX_LLM_CACHE_SENTINEL_KEEPCNT;
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, (const void *) &value,
-                      sizeof(int));
-
-#endif
 }
 
 

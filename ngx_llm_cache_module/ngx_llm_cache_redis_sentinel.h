@@ -55,4 +55,8 @@ ngx_int_t ngx_llm_cache_redis_sentinel_role(
 void ngx_llm_cache_redis_repoint(ngx_llm_cache_redis_server_t *s);
 
 
+/* ngx_llm_cache_redis.c: TCP keepalive probes on a Redis connection */
+void ngx_llm_cache_redis_keepalive(ngx_socket_t fd, ngx_log_t *log);
+
+
 #endif /* _NGX_LLM_CACHE_REDIS_SENTINEL_H_INCLUDED_ */
