@@ -5,3 +5,6 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench"
+if os.getenv("GZIP") == "1" then
+   wrk.headers["Accept-Encoding"] = "gzip"
+end

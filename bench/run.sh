@@ -3,6 +3,8 @@
 #   return   - `return 200` of the cached body (the ceiling)
 #   hit      - ngx_llm_cache answering from Redis
 #   l1       - ngx_llm_cache answering from its shared-memory L1 zone
+#   hitgz    - a Redis hit of a compressed entry (llm_cache_compress on), to a
+#              client that accepts gzip: sent as stored
 #   miss     - ngx_llm_cache with every request to the provider (llm_cache_bypass:
 #              a refresh, so each answer is stored too)
 #   proxy    - plain proxy_pass to the same fake provider (the miss floor)
@@ -77,6 +79,7 @@ http {
             llm_cache_l1 hot;
             add_header X-Tier \$llm_cache_tier;
         }
+        location = /hitgz { llm_cache_pass /_llm; llm_cache_compress on; }
         location = /miss { llm_cache_pass /_llm; llm_cache_bypass 1; }
         location = /proxy {
             proxy_pass http://llm_provider/v1/chat/completions;
@@ -121,6 +124,14 @@ st=$(curl -s -o /dev/null -w '%header{x-llm-cache}' -X POST \
      "http://127.0.0.1:$nport/hit")
 [ "$st" = HIT ] || { echo "bench: /hit is not a hit ($st)" >&2; exit 1; }
 
+for i in 1 2; do
+    st=$(curl -s -o /dev/null -w '%header{x-llm-cache} %header{content-encoding}' \
+         -X POST -H 'Authorization: Bearer sk-bench' -H 'Accept-Encoding: gzip' \
+         -H 'Content-Type: application/json' --data-binary @"$body" \
+         "http://127.0.0.1:$nport/hitgz")
+done
+[ "$st" = "HIT gzip" ] || { echo "bench: /hitgz is not a gzip hit ($st)" >&2; exit 1; }
+
 # L1: a Redis hit fills it once our own store's invalidation is back
 for i in 1 2 3 4 5; do
     st=$(curl -s -o /dev/null -w '%header{x-tier}' -X POST \
@@ -132,7 +143,7 @@ for i in 1 2 3 4 5; do
 done
 [ "$st" = l1 ] || { echo "bench: /l1 is not an L1 hit ($st)" >&2; exit 1; }
 
-rows=(return l1 hit miss proxy pcache)
+rows=(return l1 hit hitgz miss proxy pcache)
 wpid=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$wpid/stat"; }
@@ -142,7 +153,8 @@ for r in $(seq "$runs"); do
     [ "$runs" -gt 1 ] && echo "run $r of $runs"
     for t in "${rows[@]}"; do
         c0=$(cpu_ticks)
-        out=$(BODY="$body" wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
+        gz=; [ "$t" = hitgz ] && gz=1
+        out=$(BODY="$body" GZIP=$gz wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
               -s "$repo/bench/post.lua" "http://127.0.0.1:$nport/$t")
         c1=$(cpu_ticks)
         n=$(awk '/requests in/ { print $1 }' <<<"$out")
@@ -175,6 +187,7 @@ for t in "${rows[@]}"; do
 done
 echo
 echo "l1    / return : req/s $(ratio rps l1 return)   cpu/req $(ratio cpu l1 return)"
+echo "hitgz / return : req/s $(ratio rps hitgz return)   cpu/req $(ratio cpu hitgz return)"
 echo "hit   / return : req/s $(ratio rps hit return)   cpu/req $(ratio cpu hit return)"
 echo "hit   / pcache : req/s $(ratio rps hit pcache)   cpu/req $(ratio cpu hit pcache)"
 echo "miss  / proxy  : req/s $(ratio rps miss proxy)   cpu/req $(ratio cpu miss proxy)"
