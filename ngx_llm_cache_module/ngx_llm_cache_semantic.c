@@ -119,6 +119,8 @@ static void ngx_llm_cache_semantic_miss(ngx_llm_cache_ctx_t *ctx,
 static void ngx_llm_cache_semantic_forget(ngx_llm_cache_ctx_t *ctx,
     ngx_str_t *member);
 static void ngx_llm_cache_semantic_index(ngx_llm_cache_ctx_t *ctx);
+static ngx_int_t ngx_llm_cache_semantic_vector_key(ngx_pool_t *pool,
+    ngx_llm_cache_sem_ctx_t *sem, u_char *id, ngx_str_t *key);
 static void ngx_llm_cache_semantic_log(ngx_log_t *log, ngx_str_t *reason);
 
 
@@ -822,7 +824,7 @@ ngx_llm_cache_semantic_timeout(ngx_event_t *ev)
 static void
 ngx_llm_cache_semantic_resume(ngx_http_request_t *r)
 {
-    u_char                         *p;
+    ngx_str_t                       key;
     ngx_uint_t                      i;
     const char                     *argv[1 + NGX_LLM_CACHE_SEM_CANDIDATES];
     size_t                          argvlen[1 + NGX_LLM_CACHE_SEM_CANDIDATES];
@@ -870,20 +872,15 @@ ngx_llm_cache_semantic_resume(ngx_http_request_t *r)
             return;
         }
 
-        p = ngx_pnalloc(r->pool, sem->base.len + 2
-                                 + 2 * NGX_LLM_CACHE_SEM_ID_BYTES);
-        if (p == NULL) {
+        if (ngx_llm_cache_semantic_vector_key(r->pool, sem, m.id, &key)
+            != NGX_OK)
+        {
             ngx_llm_cache_semantic_miss(ctx, NGX_LLM_CACHE_SEM_ERROR);
             return;
         }
 
-        argv[1 + i] = (const char *) p;
-
-        p = ngx_cpymem(p, sem->base.data, sem->base.len);
-        p = ngx_cpymem(p, "e:", 2);
-        p = ngx_hex_dump(p, m.id, NGX_LLM_CACHE_SEM_ID_BYTES);
-
-        argvlen[1 + i] = p - (u_char *) argv[1 + i];
+        argv[1 + i] = (const char *) key.data;
+        argvlen[1 + i] = key.len;
     }
 
     sem->op = ngx_llm_cache_redis_command(lcf->redis, "semantic look-up "
@@ -1086,13 +1083,12 @@ ngx_llm_cache_semantic_miss(ngx_llm_cache_ctx_t *ctx,
 static void
 ngx_llm_cache_semantic_forget(ngx_llm_cache_ctx_t *ctx, ngx_str_t *member)
 {
-    u_char                      *p;
+    ngx_str_t                    key;
     const char                  *argv[3];
     size_t                       argvlen[3];
     ngx_llm_cache_sem_ctx_t     *sem;
     ngx_llm_cache_loc_conf_t    *lcf;
     ngx_llm_cache_sem_member_t   m;
-    u_char                       key[NGX_LLM_CACHE_SEM_ID_BYTES * 2];
 
     sem = ctx->sem;
     lcf = ngx_http_get_module_loc_conf(ctx->request, ngx_llm_cache_module);
@@ -1116,20 +1112,17 @@ ngx_llm_cache_semantic_forget(ngx_llm_cache_ctx_t *ctx, ngx_str_t *member)
                                        "failed", 3, argv, argvlen, 0, NULL,
                                        NULL, ctx->request->connection->log);
 
-    p = ngx_pnalloc(ctx->request->pool, sem->base.len + 2 + sizeof(key));
-    if (p == NULL) {
+    if (ngx_llm_cache_semantic_vector_key(ctx->request->pool, sem, m.id,
+                                          &key)
+        != NGX_OK)
+    {
         return;
     }
 
     argv[0] = "UNLINK";
     argvlen[0] = 6;
-    argv[1] = (const char *) p;
-
-    p = ngx_cpymem(p, sem->base.data, sem->base.len);
-    p = ngx_cpymem(p, "e:", 2);
-    p = ngx_hex_dump(p, m.id, NGX_LLM_CACHE_SEM_ID_BYTES);
-
-    argvlen[1] = p - (u_char *) argv[1];
+    argv[1] = (const char *) key.data;
+    argvlen[1] = key.len;
 
     (void) ngx_llm_cache_redis_command(lcf->redis, "semantic clean-up "
                                        "failed", 2, argv, argvlen, 0, NULL,
@@ -1176,10 +1169,9 @@ ngx_llm_cache_semantic_stored(ngx_llm_cache_ctx_t *ctx)
 static void
 ngx_llm_cache_semantic_index(ngx_llm_cache_ctx_t *ctx)
 {
-    u_char                         *p;
     int64_t                         now, expiry;
     time_t                          ttl;
-    ngx_str_t                       entry;
+    ngx_str_t                       entry, key;
     ngx_time_t                     *tp;
     ngx_http_request_t             *r;
     ngx_llm_cache_sem_ctx_t        *sem;
@@ -1188,7 +1180,6 @@ ngx_llm_cache_semantic_index(ngx_llm_cache_ctx_t *ctx)
     const char                     *argv[11];
     size_t                          argvlen[11];
     u_char                          member[NGX_LLM_CACHE_SEM_MEMBER_LEN];
-    u_char                          key[NGX_LLM_CACHE_SEM_ID_BYTES * 2];
     u_char                          ms[NGX_INT64_LEN], at[NGX_INT64_LEN];
     u_char                          now_ms[NGX_INT64_LEN];
     u_char                          max[NGX_INT_T_LEN];
@@ -1224,8 +1215,9 @@ ngx_llm_cache_semantic_index(ngx_llm_cache_ctx_t *ctx)
         return;
     }
 
-    p = ngx_pnalloc(r->pool, sem->base.len + 2 + sizeof(key));
-    if (p == NULL) {
+    if (ngx_llm_cache_semantic_vector_key(r->pool, sem, m.id, &key)
+        != NGX_OK)
+    {
         return;
     }
 
@@ -1238,7 +1230,7 @@ ngx_llm_cache_semantic_index(ngx_llm_cache_ctx_t *ctx)
     argv[0] = "EVAL";
     argv[1] = NGX_LLM_CACHE_SEM_INDEX;
     argv[2] = "2";
-    argv[3] = (const char *) p;
+    argv[3] = (const char *) key.data;
     argv[4] = (const char *) sem->index.data;
     argv[5] = (const char *) entry.data;
     argv[6] = (const char *) ms;
@@ -1251,11 +1243,7 @@ ngx_llm_cache_semantic_index(ngx_llm_cache_ctx_t *ctx)
     argvlen[1] = sizeof(NGX_LLM_CACHE_SEM_INDEX) - 1;
     argvlen[2] = 1;
 
-    p = ngx_cpymem(p, sem->base.data, sem->base.len);
-    p = ngx_cpymem(p, "e:", 2);
-    p = ngx_hex_dump(p, m.id, NGX_LLM_CACHE_SEM_ID_BYTES);
-
-    argvlen[3] = p - (u_char *) argv[3];
+    argvlen[3] = key.len;
     argvlen[4] = sem->index.len;
     argvlen[5] = entry.len;
     argvlen[6] = ngx_sprintf(ms, "%L", (int64_t) ttl * 1000) - ms;
@@ -1271,6 +1259,31 @@ ngx_llm_cache_semantic_index(ngx_llm_cache_ctx_t *ctx)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "llm_cache: semantic index \"%V\" ttl:%T",
                    &sem->index, ttl);
+}
+
+
+/* <prefix>v2:<ns>:<model>:s{<pid>}:e:<id>, the vector of an index member */
+
+static ngx_int_t
+ngx_llm_cache_semantic_vector_key(ngx_pool_t *pool,
+    ngx_llm_cache_sem_ctx_t *sem, u_char *id, ngx_str_t *key)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, sem->base.len + 2 + 2 * NGX_LLM_CACHE_SEM_ID_BYTES);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->data = p;
+
+    p = ngx_cpymem(p, sem->base.data, sem->base.len);
+    p = ngx_cpymem(p, "e:", 2);
+    p = ngx_hex_dump(p, id, NGX_LLM_CACHE_SEM_ID_BYTES);
+
+    key->len = p - key->data;
+
+    return NGX_OK;
 }
 
 
