@@ -37,6 +37,9 @@ typedef struct {
 static char *ngx_llm_cache_body_type(ngx_http_request_t *r);
 static ngx_int_t ngx_llm_cache_parse_body(ngx_http_request_t *r,
     ngx_llm_cache_json_parser_t *parser);
+static ngx_llm_cache_hash_t *ngx_llm_cache_hash_start(ngx_pool_t *pool);
+static ngx_int_t ngx_llm_cache_hash_end(ngx_llm_cache_hash_t *h,
+    ngx_int_t rc, u_char *digest, unsigned int *n);
 static void ngx_llm_cache_hash_write(void *data, u_char *p, size_t len);
 static void ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
     ngx_str_t *value);
@@ -187,19 +190,8 @@ ngx_llm_cache_request_digest(ngx_http_request_t *r,
     ngx_int_t              rc;
     ngx_llm_cache_hash_t  *h;
 
-    h = ngx_palloc(r->pool, sizeof(ngx_llm_cache_hash_t));
+    h = ngx_llm_cache_hash_start(r->pool);
     if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->len = 0;
-    h->md = EVP_MD_CTX_new();
-    if (h->md == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h->md);
         return NGX_ERROR;
     }
 
@@ -243,19 +235,7 @@ ngx_llm_cache_request_digest(ngx_http_request_t *r,
                                              error);
     }
 
-    if (rc == NGX_OK) {
-        if (h->len) {
-            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
-        }
-
-        if (EVP_DigestFinal_ex(h->md, digest, n) != 1) {
-            rc = NGX_ERROR;
-        }
-    }
-
-    EVP_MD_CTX_free(h->md);
-
-    return rc;
+    return ngx_llm_cache_hash_end(h, rc, digest, n);
 }
 
 
@@ -293,19 +273,8 @@ ngx_llm_cache_namespace_id(ngx_http_request_t *r, ngx_str_t *id,
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
-    h = ngx_palloc(r->pool, sizeof(ngx_llm_cache_hash_t));
+    h = ngx_llm_cache_hash_start(r->pool);
     if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->len = 0;
-    h->md = EVP_MD_CTX_new();
-    if (h->md == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h->md);
         return NGX_ERROR;
     }
 
@@ -316,17 +285,9 @@ ngx_llm_cache_namespace_id(ngx_http_request_t *r, ngx_str_t *id,
 
     if (rc == NGX_OK) {
         ngx_llm_cache_hash_field(h, "pass", &lcf->pass);
-
-        if (h->len) {
-            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
-        }
-
-        if (EVP_DigestFinal_ex(h->md, digest, &n) != 1) {
-            rc = NGX_ERROR;
-        }
     }
 
-    EVP_MD_CTX_free(h->md);
+    rc = ngx_llm_cache_hash_end(h, rc, digest, &n);
 
     if (rc != NGX_OK) {
         return rc;
@@ -498,6 +459,55 @@ ngx_llm_cache_parse_body(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/* a SHA-256 being written through a small buffer */
+
+static ngx_llm_cache_hash_t *
+ngx_llm_cache_hash_start(ngx_pool_t *pool)
+{
+    ngx_llm_cache_hash_t  *h;
+
+    h = ngx_palloc(pool, sizeof(ngx_llm_cache_hash_t));
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->len = 0;
+    h->md = EVP_MD_CTX_new();
+    if (h->md == NULL) {
+        return NULL;
+    }
+
+    if (EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h->md);
+        return NULL;
+    }
+
+    return h;
+}
+
+
+/* the digest if rc is NGX_OK; the context is freed either way */
+
+static ngx_int_t
+ngx_llm_cache_hash_end(ngx_llm_cache_hash_t *h, ngx_int_t rc, u_char *digest,
+    unsigned int *n)
+{
+    if (rc == NGX_OK) {
+        if (h->len) {
+            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
+        }
+
+        if (EVP_DigestFinal_ex(h->md, digest, n) != 1) {
+            rc = NGX_ERROR;
+        }
+    }
+
+    EVP_MD_CTX_free(h->md);
+
+    return rc;
 }
 
 
