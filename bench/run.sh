@@ -143,7 +143,7 @@ for i in 1 2 3 4 5; do
 done
 [ "$st" = l1 ] || { echo "bench: /l1 is not an L1 hit ($st)" >&2; exit 1; }
 
-rows=(return l1 hit hitgz miss proxy pcache)
+rows=(${BENCH_ROWS:-return l1 hit hitgz miss proxy pcache})
 wpid=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$wpid/stat"; }
@@ -175,6 +175,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 med() { local -n a=$1; local r; for r in $(seq "$runs"); do echo "${a[$2,$r]}"; done | median; }
 ratio() {   # array row_a row_b
     local -n a=$1; local r
+    [ -n "${a[$2,1]:-}" ] && [ -n "${a[$3,1]:-}" ] || { echo "-"; return; }
     for r in $(seq "$runs"); do
         awk -v x="${a[$2,$r]}" -v y="${a[$3,$r]}" 'BEGIN { printf "%.4f\n", x / y }'
     done | median | awk '{ printf "%.2f", $1 }'

@@ -18,19 +18,22 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "ngx_llm_cache_module.h"
 
 
-#define NGX_LLM_CACHE_HASH_BUF   4096
 #define NGX_LLM_CACHE_FILE_BUF   65536
 
 
+/*
+ * OpenSSL's own SHA-256 (as nginx's md5 and sha1 once were): no provider
+ * look-up, lock or allocation per digest, which the EVP interface of
+ * OpenSSL 3 costs on every request
+ */
+
 typedef struct {
-    EVP_MD_CTX  *md;
-    size_t       len;
-    u_char       buf[NGX_LLM_CACHE_HASH_BUF];
+    SHA256_CTX   md;
 } ngx_llm_cache_hash_t;
 
 
@@ -48,6 +51,8 @@ static ngx_int_t ngx_llm_cache_hash_namespace(ngx_http_request_t *r,
 static ngx_uint_t ngx_llm_cache_hash_headers(ngx_http_request_t *r,
     ngx_llm_cache_hash_t *h, ngx_str_t *names);
 static ngx_int_t ngx_llm_cache_short_digest(u_char *out, ngx_str_t *value);
+static ngx_int_t ngx_llm_cache_raw_digest(ngx_http_request_t *r,
+    ngx_llm_cache_loc_conf_t *lcf, u_char *digest);
 static ngx_int_t ngx_llm_cache_request_digest(ngx_http_request_t *r,
     ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_json_t *root,
     ngx_str_t *identity, u_char *digest, unsigned int *n, ngx_str_t *error);
@@ -97,8 +102,10 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     unsigned int                  n;
     ngx_llm_cache_json_t         *root;
     ngx_llm_cache_loc_conf_t     *lcf;
+    ngx_uint_t                    memo;
     ngx_llm_cache_json_parser_t  *parser;
-    u_char                        digest[EVP_MAX_MD_SIZE];
+    u_char                        digest[SHA256_DIGEST_LENGTH];
+    u_char                        raw[NGX_LLM_CACHE_RAW_DIGEST_LEN];
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
@@ -108,6 +115,21 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
     if (error->data) {
         error->len = ngx_strlen(error->data);
         return NGX_DECLINED;
+    }
+
+    /*
+     * a request seen before, byte for byte, has its key in the memo; not
+     * with the semantic layer, which needs the parsed request
+     */
+
+    memo = (lcf->semantic.mode == NGX_LLM_CACHE_SEMANTIC_OFF
+            && ngx_llm_cache_raw_digest(r, lcf, raw) == NGX_OK);
+
+    if (memo) {
+        rc = ngx_llm_cache_key_memo_find(r, raw, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
     }
 
     parser = ngx_llm_cache_json_parser_create(r->pool);
@@ -173,7 +195,64 @@ ngx_llm_cache_build_key(ngx_http_request_t *r, ngx_llm_cache_ctx_t *ctx,
         return ngx_llm_cache_semantic_prepare(r, ctx, root);
     }
 
+    if (memo) {
+        ngx_llm_cache_key_memo_save(r, raw, ctx);
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * The memo's index: SHA-256 over everything the key is made of, with the
+ * body's bytes as they came in place of its canonical form, and the
+ * location (its configuration decides the canonical form and the
+ * prefix).  NGX_DECLINED: no memo for this request (a body in a file,
+ * no namespace).
+ */
+
+static ngx_int_t
+ngx_llm_cache_raw_digest(ngx_http_request_t *r, ngx_llm_cache_loc_conf_t *lcf,
+    u_char *digest)
+{
+    ngx_int_t              rc;
+    ngx_str_t              error;
+    ngx_chain_t           *cl;
+    unsigned int           n;
+    ngx_llm_cache_hash_t   h;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (!ngx_buf_in_memory(cl->buf)) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (SHA256_Init(&h.md) != 1) {
+        return NGX_ERROR;
+    }
+
+    ngx_llm_cache_hash_write(&h, (u_char *) "llm_cache raw\n",
+                             sizeof("llm_cache raw\n") - 1);
+    ngx_llm_cache_hash_write(&h, (u_char *) &lcf, sizeof(lcf));
+
+    rc = ngx_llm_cache_hash_namespace(r, lcf, &h, &error);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_llm_cache_hash_field(&h, "path", &r->uri);
+    ngx_llm_cache_hash_field(&h, "args", &r->args);
+
+    (void) ngx_llm_cache_hash_headers(r, &h, ngx_llm_cache_version_headers);
+
+    ngx_llm_cache_hash_write(&h, (u_char *) "body=", 5);
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        ngx_llm_cache_hash_write(&h, cl->buf->pos,
+                                 cl->buf->last - cl->buf->pos);
+    }
+
+    return ngx_llm_cache_hash_end(&h, NGX_OK, digest, &n);
 }
 
 /*
@@ -269,7 +348,7 @@ ngx_llm_cache_namespace_id(ngx_http_request_t *r, ngx_str_t *id,
     unsigned int               n;
     ngx_llm_cache_hash_t      *h;
     ngx_llm_cache_loc_conf_t  *lcf;
-    u_char                     digest[EVP_MAX_MD_SIZE];
+    u_char                     digest[SHA256_DIGEST_LENGTH];
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
@@ -328,12 +407,9 @@ ngx_llm_cache_model_id(u_char *p, ngx_str_t *model)
 static ngx_int_t
 ngx_llm_cache_short_digest(u_char *out, ngx_str_t *value)
 {
-    unsigned int  n;
-    u_char        digest[EVP_MAX_MD_SIZE];
+    u_char  digest[SHA256_DIGEST_LENGTH];
 
-    if (EVP_Digest(value->data, value->len, digest, &n, EVP_sha256(), NULL)
-        != 1)
-    {
+    if (SHA256(value->data, value->len, digest) == NULL) {
         return NGX_ERROR;
     }
 
@@ -474,14 +550,7 @@ ngx_llm_cache_hash_start(ngx_pool_t *pool)
         return NULL;
     }
 
-    h->len = 0;
-    h->md = EVP_MD_CTX_new();
-    if (h->md == NULL) {
-        return NULL;
-    }
-
-    if (EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h->md);
+    if (SHA256_Init(&h->md) != 1) {
         return NULL;
     }
 
@@ -489,23 +558,19 @@ ngx_llm_cache_hash_start(ngx_pool_t *pool)
 }
 
 
-/* the digest if rc is NGX_OK; the context is freed either way */
+/* the digest if rc is NGX_OK */
 
 static ngx_int_t
 ngx_llm_cache_hash_end(ngx_llm_cache_hash_t *h, ngx_int_t rc, u_char *digest,
     unsigned int *n)
 {
     if (rc == NGX_OK) {
-        if (h->len) {
-            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
+        if (SHA256_Final(digest, &h->md) != 1) {
+            return NGX_ERROR;
         }
 
-        if (EVP_DigestFinal_ex(h->md, digest, n) != 1) {
-            rc = NGX_ERROR;
-        }
+        *n = SHA256_DIGEST_LENGTH;
     }
-
-    EVP_MD_CTX_free(h->md);
 
     return rc;
 }
@@ -516,19 +581,7 @@ ngx_llm_cache_hash_write(void *data, u_char *p, size_t len)
 {
     ngx_llm_cache_hash_t  *h = data;
 
-    if (h->len + len > NGX_LLM_CACHE_HASH_BUF) {
-        if (h->len) {
-            (void) EVP_DigestUpdate(h->md, h->buf, h->len);
-            h->len = 0;
-        }
-
-        if (len > NGX_LLM_CACHE_HASH_BUF / 2) {
-            (void) EVP_DigestUpdate(h->md, p, len);
-            return;
-        }
-    }
-
-    h->len = ngx_cpymem(h->buf + h->len, p, len) - h->buf;
+    (void) SHA256_Update(&h->md, p, len);
 }
 
 

@@ -27,6 +27,7 @@
 
 /* the namespace and model parts of a key (v2) */
 #define NGX_LLM_CACHE_ID_LEN          16
+#define NGX_LLM_CACHE_RAW_DIGEST_LEN  32
 
 
 typedef enum {
@@ -336,6 +337,10 @@ void ngx_llm_cache_lock_cleanup(ngx_llm_cache_ctx_t *ctx);
 ngx_int_t ngx_llm_cache_namespace_id(ngx_http_request_t *r, ngx_str_t *id,
     ngx_str_t *error);
 u_char *ngx_llm_cache_model_id(u_char *p, ngx_str_t *model);
+ngx_int_t ngx_llm_cache_key_memo_find(ngx_http_request_t *r, u_char *digest,
+    ngx_llm_cache_ctx_t *ctx);
+void ngx_llm_cache_key_memo_save(ngx_http_request_t *r, u_char *digest,
+    ngx_llm_cache_ctx_t *ctx);
 ngx_int_t ngx_llm_cache_purge(ngx_http_request_t *r,
     ngx_llm_cache_ctx_t *ctx);
 ngx_int_t ngx_llm_cache_build_key(ngx_http_request_t *r,

@@ -652,3 +652,44 @@ Authorization: Bearer sk-test
  '"error":null', "^calls=3\n"]
 --- error_log
 llm_cache: provider response is not valid "application/json", not stored
+
+
+
+=== TEST 30: a byte-identical repeat takes its key from the worker's memo: the same entry as the parsed request's, and never another location's
+# @other keeps the URI (error_page to a named location) but has its own
+# key prefix: the same bytes there are another key.  A request written
+# differently reaches the first entry, repeated or not.
+--- config
+    location /v1/ {
+        error_page 418 = @other;
+        if ($http_x_other) {
+            return 418;
+        }
+        llm_cache_pass /_llm;
+    }
+    location @other {
+        llm_cache_pass /_llm;
+        llm_cache_key_prefix "other:";
+    }
+--- more_headers eval
+["Authorization: Bearer sk-test", "Authorization: Bearer sk-test",
+ "Authorization: Bearer sk-test\nX-Other: 1",
+ "Authorization: Bearer sk-test\nX-Other: 1",
+ "Authorization: Bearer sk-test", "Authorization: Bearer sk-test",
+ "Authorization: Bearer sk-other", "", ""]
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":"hi"}]}',
+ "POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":"hi"}]}',
+ "POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":"hi"}]}',
+ "POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":"hi"}]}',
+ "POST /v1/chat/completions\n" . '{ "messages": [{"content":"hi", "role":"user"}], "model":"m" }',
+ "POST /v1/chat/completions\n" . '{ "messages": [{"content":"hi", "role":"user"}], "model":"m" }',
+ "POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":"hi"}]}',
+ "GET /__stats", "GET /__redis/keys"]
+--- response_headers eval
+["X-LLM-Cache: MISS", "X-LLM-Cache: HIT", "X-LLM-Cache: MISS",
+ "X-LLM-Cache: HIT", "X-LLM-Cache: HIT", "X-LLM-Cache: HIT",
+ "X-LLM-Cache: MISS", "", ""]
+--- response_body_like eval
+['fake-1', 'fake-1', 'fake-2', 'fake-2', 'fake-1', 'fake-1', 'fake-3',
+ '\Acalls=3\n\z', '\Akeys=3\n(?=[\s\S]*\nllm:)(?=[\s\S]*\nother:)']
