@@ -82,9 +82,11 @@ http {
         location = /hitgz { llm_cache_pass /_llm; llm_cache_compress on; }
         location = /miss { llm_cache_pass /_llm; llm_cache_bypass 1; }
         location = /proxy {
+            # as /_llm below, the location a miss goes through
             proxy_pass http://llm_provider/v1/chat/completions;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_buffering off;
         }
         location = /pcache {
             proxy_pass http://llm_provider/v1/chat/completions;

@@ -522,14 +522,20 @@ ngx_llm_cache_entry_token(u_char **pp, u_char *end)
 {
     u_char  *p;
 
-    static u_char  delimiters[] = "\"(),/:;<=>?@[\\]{}";
+    /* !#$%&'*+-.^_`|~, digits and letters */
+    static uint32_t  tchar[] = {
+        0x00000000,
+        0x03ff6cfa,
+        0xc7fffffe,
+        0x57ffffff,
+        0x00000000,
+        0x00000000,
+        0x00000000,
+        0x00000000,
+    };
 
     for (p = *pp; p < end; p++) {
-        if (*p <= 0x20 || *p >= 0x7f
-            || ngx_strlchr(delimiters, delimiters + sizeof(delimiters) - 1,
-                           *p)
-               != NULL)
-        {
+        if (!(tchar[*p >> 5] & (1U << (*p & 0x1f)))) {
             break;
         }
     }

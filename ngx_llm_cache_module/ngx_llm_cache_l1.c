@@ -8,8 +8,8 @@
 /*
  * L1: the entries Redis gave or took lately, kept in a shared memory zone
  * that every worker of this nginx reads (a slab pool, an rbtree keyed by
- * the crc32 of the cache key with the whole key compared, an LRU queue:
- * the layout of nginx's own cache keys zone).  An entry holds the bytes
+ * a murmur hash of the cache key with the whole key compared, an LRU
+ * queue: the layout of nginx's own cache keys zone).  An entry holds the bytes
  * Redis holds, so an L1 hit is answered by the very code of a Redis hit.
  * It dies with the Redis entry's ttl (created + ttl, capped by the zone's
  * ttl=), and at once when Redis says the key changed
@@ -63,7 +63,7 @@ ngx_llm_cache_l1_lookup(ngx_http_request_t *r, void *data)
     z = lcf->l1;
     sh = z->sh;
 
-    hash = ngx_crc32_short(ctx->key.data, ctx->key.len);
+    hash = ngx_murmur_hash2(ctx->key.data, ctx->key.len);
 
     value.data = NULL;
     value.len = 0;
@@ -141,7 +141,7 @@ ngx_llm_cache_l1_snapshot(ngx_http_request_t *r, void *data)
         return;
     }
 
-    hash = ngx_crc32_short(ctx->key.data, ctx->key.len);
+    hash = ngx_murmur_hash2(ctx->key.data, ctx->key.len);
 
     ngx_shmtx_lock(&z->shpool->mutex);
     ctx->l1_seq = z->sh->seq[hash % NGX_LLM_CACHE_L1_BUCKETS];
@@ -204,7 +204,7 @@ ngx_llm_cache_l1_fill(ngx_http_request_t *r, void *data, ngx_str_t *value)
         return;
     }
 
-    hash = ngx_crc32_short(ctx->key.data, ctx->key.len);
+    hash = ngx_murmur_hash2(ctx->key.data, ctx->key.len);
     size = offsetof(ngx_llm_cache_l1_node_t, data) + ctx->key.len
            + value->len;
 
@@ -277,7 +277,7 @@ ngx_llm_cache_l1_remove(ngx_llm_cache_l1_zone_t *z, u_char *key, size_t len)
     uint32_t                  hash;
     ngx_llm_cache_l1_node_t  *n;
 
-    hash = ngx_crc32_short(key, len);
+    hash = ngx_murmur_hash2(key, len);
 
     ngx_shmtx_lock(&z->shpool->mutex);
 

@@ -26,7 +26,7 @@
 
 
 typedef struct {
-    ngx_rbtree_node_t               node;      /* key: crc32 of the key */
+    ngx_rbtree_node_t               node;      /* key: hash of the key */
     ngx_queue_t                     queue;     /* LRU, most recent first */
     time_t                          expire;
     size_t                          key_len;

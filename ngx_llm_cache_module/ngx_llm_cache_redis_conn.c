@@ -78,6 +78,10 @@ static ngx_int_t ngx_llm_cache_redis_link_dispatch(
 static ngx_int_t ngx_llm_cache_redis_link_append(
     ngx_llm_cache_redis_link_t *lk, ngx_llm_cache_redis_link_reply_pt handler,
     void *data, char *cmd, size_t len);
+static u_char *ngx_llm_cache_redis_link_reserve(ngx_llm_cache_redis_link_t *lk,
+    size_t len);
+static ngx_int_t ngx_llm_cache_redis_link_queue(ngx_llm_cache_redis_link_t *lk,
+    ngx_llm_cache_redis_link_reply_pt handler, void *data, u_char *last);
 static void ngx_llm_cache_redis_link_fail(ngx_llm_cache_redis_link_t *lk,
     const char *msg);
 static void ngx_llm_cache_redis_link_close(ngx_llm_cache_redis_link_t *lk);
@@ -781,29 +785,46 @@ ngx_llm_cache_redis_link_is_message(redisReply *rr,
 }
 
 
+/*
+ * The command in RESP, written straight into the output buffer: no
+ * formatting into a copy first, which for the SET of a large entry was a
+ * second copy of it
+ */
+
 ngx_int_t
 ngx_llm_cache_redis_link_command(ngx_llm_cache_redis_link_t *lk,
     ngx_llm_cache_redis_link_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen)
 {
-    int        len;
-    char      *cmd;
-    ngx_int_t  rc;
+    int      i;
+    size_t   len;
+    u_char  *p;
 
-    if (lk->closing) {
+    if (lk->closing || argc <= 0) {
         return NGX_ERROR;
     }
 
-    len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    if (len < 0) {
+    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
+
+    for (i = 0; i < argc; i++) {
+        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
+    }
+
+    p = ngx_llm_cache_redis_link_reserve(lk, len);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    rc = ngx_llm_cache_redis_link_append(lk, handler, data, cmd, len);
+    p = ngx_sprintf(p, "*%d\r\n", argc);
 
-    redisFreeCommand(cmd);
+    for (i = 0; i < argc; i++) {
+        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = CR;
+        *p++ = LF;
+    }
 
-    return rc;
+    return ngx_llm_cache_redis_link_queue(lk, handler, data, p);
 }
 
 
@@ -842,22 +863,26 @@ ngx_llm_cache_redis_link_append(ngx_llm_cache_redis_link_t *lk,
     ngx_llm_cache_redis_link_reply_pt handler, void *data, char *cmd,
     size_t len)
 {
-    u_char                    *p;
-    size_t                     size, pending;
-    ngx_connection_t          *c;
-    ngx_llm_cache_redis_cb_t  *cb;
+    u_char  *p;
 
-    cb = lk->free;
-
-    if (cb) {
-        lk->free = cb->next;
-
-    } else {
-        cb = ngx_alloc(sizeof(ngx_llm_cache_redis_cb_t), lk->owner_log);
-        if (cb == NULL) {
-            return NGX_ERROR;
-        }
+    p = ngx_llm_cache_redis_link_reserve(lk, len);
+    if (p == NULL) {
+        return NGX_ERROR;
     }
+
+    p = ngx_cpymem(p, cmd, len);
+
+    return ngx_llm_cache_redis_link_queue(lk, handler, data, p);
+}
+
+
+/* room for len more bytes at the end of the output buffer */
+
+static u_char *
+ngx_llm_cache_redis_link_reserve(ngx_llm_cache_redis_link_t *lk, size_t len)
+{
+    u_char  *p;
+    size_t   size, pending;
 
     if ((size_t) (lk->out_end - lk->out_last) < len) {
         pending = lk->out_last - lk->out_pos;
@@ -870,9 +895,7 @@ ngx_llm_cache_redis_link_append(ngx_llm_cache_redis_link_t *lk,
 
             p = ngx_alloc(size, lk->owner_log);
             if (p == NULL) {
-                cb->next = lk->free;
-                lk->free = cb;
-                return NGX_ERROR;
+                return NULL;
             }
 
             if (pending) {
@@ -891,7 +914,36 @@ ngx_llm_cache_redis_link_append(ngx_llm_cache_redis_link_t *lk,
         lk->out_last = lk->out + pending;
     }
 
-    lk->out_last = ngx_cpymem(lk->out_last, cmd, len);
+    return lk->out_last;
+}
+
+
+/*
+ * The command just written up to last is sent at the end of this loop
+ * turn, with what else comes; its reply goes to the handler
+ */
+
+static ngx_int_t
+ngx_llm_cache_redis_link_queue(ngx_llm_cache_redis_link_t *lk,
+    ngx_llm_cache_redis_link_reply_pt handler, void *data, u_char *last)
+{
+    ngx_connection_t          *c;
+    ngx_llm_cache_redis_cb_t  *cb;
+
+    cb = lk->free;
+
+    if (cb) {
+        lk->free = cb->next;
+
+    } else {
+        cb = ngx_alloc(sizeof(ngx_llm_cache_redis_cb_t), lk->owner_log);
+        if (cb == NULL) {
+            /* the command is dropped: nothing waits for its reply */
+            return NGX_ERROR;
+        }
+    }
+
+    lk->out_last = last;
 
     cb->handler = handler;
     cb->data = data;
@@ -907,8 +959,6 @@ ngx_llm_cache_redis_link_append(ngx_llm_cache_redis_link_t *lk,
     lk->tail = cb;
 
     c = lk->peer.connection;
-
-    /* written at the end of this loop turn, with what else comes */
 
     if (lk->connected && c->write->ready && !c->write->posted) {
         ngx_post_event(c->write, &ngx_posted_events);
