@@ -7,6 +7,8 @@
 #              client that accepts gzip: sent as stored
 #   miss     - ngx_llm_cache with every request to the provider (llm_cache_bypass:
 #              a refresh, so each answer is stored too)
+#   missns   - the same with llm_cache_no_store: the module's own cost of a
+#              miss without the Redis write a miss makes
 #   proxy    - plain proxy_pass to the same fake provider (the miss floor)
 #   pcache   - nginx proxy_cache keyed on $request_body (what people do today)
 # and prints requests/s, p50/p99 latency, the nginx worker's CPU time per
@@ -81,6 +83,11 @@ http {
         }
         location = /hitgz { llm_cache_pass /_llm; llm_cache_compress on; }
         location = /miss { llm_cache_pass /_llm; llm_cache_bypass 1; }
+        location = /missns {
+            llm_cache_pass /_llm;
+            llm_cache_bypass 1;
+            llm_cache_no_store 1;
+        }
         location = /proxy {
             # as /_llm below, the location a miss goes through
             proxy_pass http://llm_provider/v1/chat/completions;
@@ -145,7 +152,13 @@ for i in 1 2 3 4 5; do
 done
 [ "$st" = l1 ] || { echo "bench: /l1 is not an L1 hit ($st)" >&2; exit 1; }
 
-rows=(${BENCH_ROWS:-return l1 hit hitgz miss proxy pcache})
+if [ -n "${BENCH_HOLD:-}" ]; then
+    # to look at it by hand (strace, perf): until interrupted
+    echo "bench: nginx on 127.0.0.1:$nport, pid $(cat "$dir/logs/nginx.pid"), in $dir"
+    sleep infinity & wait $!
+fi
+
+rows=(${BENCH_ROWS:-return l1 hit hitgz miss missns proxy pcache})
 wpid=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$wpid/stat"; }
@@ -194,5 +207,6 @@ echo "hitgz / return : req/s $(ratio rps hitgz return)   cpu/req $(ratio cpu hit
 echo "hit   / return : req/s $(ratio rps hit return)   cpu/req $(ratio cpu hit return)"
 echo "hit   / pcache : req/s $(ratio rps hit pcache)   cpu/req $(ratio cpu hit pcache)"
 echo "miss  / proxy  : req/s $(ratio rps miss proxy)   cpu/req $(ratio cpu miss proxy)"
+echo "missns/ proxy  : req/s $(ratio rps missns proxy)   cpu/req $(ratio cpu missns proxy)"
 grep -E '\[(alert|crit|emerg)\]' "$dir/logs/error.log" && exit 1
 echo "error log: no alert, crit or emerg"

@@ -591,11 +591,25 @@ static void
 ngx_llm_cache_hash_field(ngx_llm_cache_hash_t *h, char *name,
     ngx_str_t *value)
 {
-    u_char  len[NGX_SIZE_T_LEN + 2];
+    u_char  *p;
+    size_t   n;
+    u_char   len[NGX_SIZE_T_LEN + 2];
+
+    /* ":<length>=", written backwards: ngx_sprintf() costs on every key */
+
+    p = len + sizeof(len);
+    *--p = '=';
+    n = value->len;
+
+    do {
+        *--p = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    *--p = ':';
 
     ngx_llm_cache_hash_write(h, (u_char *) name, ngx_strlen(name));
-    ngx_llm_cache_hash_write(h, len,
-                             ngx_sprintf(len, ":%uz=", value->len) - len);
+    ngx_llm_cache_hash_write(h, p, len + sizeof(len) - p);
     ngx_llm_cache_hash_write(h, value->data, value->len);
     ngx_llm_cache_hash_write(h, (u_char *) "\n", 1);
 }

@@ -693,3 +693,26 @@ llm_cache: provider response is not valid "application/json", not stored
 --- response_body_like eval
 ['fake-1', 'fake-1', 'fake-2', 'fake-2', 'fake-1', 'fake-1', 'fake-3',
  '\Acalls=3\n\z', '\Akeys=3\n(?=[\s\S]*\nllm:)(?=[\s\S]*\nother:)']
+
+
+
+=== TEST 31: the key of a known request is the one earlier versions made, parsed or from the memo: an upgrade keeps the cache
+# Pinned: made by the module as of 2609efe (EVP SHA-256, no memo).  A change
+# to what the key is made of, or how, fails here: it would leave every
+# entry in Redis behind.
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        add_header X-Key $llm_cache_key always;
+    }
+--- more_headers
+Authorization: Bearer sk-pin
+anthropic-version: 2023-06-01
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":" hi "}],"temperature":0.70}',
+ "POST /v1/chat/completions\n" . '{"model":"m","messages":[{"role":"user","content":" hi "}],"temperature":0.70}',
+ "POST /v1/chat/completions?api-version=1\n" . '{"temperature":7e-1, "messages":[{"content":"hi","role":"user"}],"model":"m"}']
+--- response_headers eval
+["X-Key: llm:v2:7e98fd94053cf3bc:62c66a7a5dd70c31:eff6c6a05ca0b7e385b16dbb101081b2a908a3e2d0d474c97d2158be3266989d",
+ "X-Key: llm:v2:7e98fd94053cf3bc:62c66a7a5dd70c31:eff6c6a05ca0b7e385b16dbb101081b2a908a3e2d0d474c97d2158be3266989d",
+ "X-Key: llm:v2:7e98fd94053cf3bc:62c66a7a5dd70c31:46f14041d15aecfc6e59432821e52399326ce21270e01252739903e04930349d"]
