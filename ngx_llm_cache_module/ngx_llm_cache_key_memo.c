@@ -24,7 +24,7 @@
 #include "ngx_llm_cache_module.h"
 
 
-#define NGX_LLM_CACHE_MEMO_SLOTS  4096
+#define NGX_LLM_CACHE_MEMO_SLOTS  1024
 #define NGX_LLM_CACHE_MEMO_DATA   214
 
 
@@ -104,7 +104,7 @@ ngx_llm_cache_key_memo_save(ngx_http_request_t *r, u_char *digest,
 
     if (ngx_llm_cache_memo == NULL) {
         /*
-         * the cycle's, made on first use (1 MB): gone with the cycle's
+         * the cycle's, made on first use (250K): gone with the cycle's
          * pool, so a reload without a master process starts afresh
          */
 

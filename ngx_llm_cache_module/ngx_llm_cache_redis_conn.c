@@ -891,7 +891,12 @@ ngx_llm_cache_redis_link_reserve(ngx_llm_cache_redis_link_t *lk, size_t len)
             ngx_memmove(lk->out, lk->out_pos, pending);
 
         } else {
-            size = ngx_max(NGX_LLM_CACHE_REDIS_LINK_OUT, 2 * (pending + len));
+            /* twice what is needed, but a large SET gets 64K of room, not
+             * a second copy's worth */
+
+            size = pending + len;
+            size += ngx_min(size, NGX_LLM_CACHE_REDIS_LINK_OUT_KEEP);
+            size = ngx_max(size, NGX_LLM_CACHE_REDIS_LINK_OUT);
 
             p = ngx_alloc(size, lk->owner_log);
             if (p == NULL) {
