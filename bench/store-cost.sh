@@ -40,7 +40,54 @@ fi
 redis-server --port $rp --save '' --appendonly no --daemonize yes \
     --pidfile "$d/redis.pid" --logfile "$d/redis.log"
 for i in $(seq 1 50); do redis-cli -p $rp ping >/dev/null 2>&1 && break; sleep 0.1; done
-python3 "$repo/t/lib/fake_provider.py" --port $pp --redis-port $rp > "$d/fp.log" 2>&1 &
+# the fixtures, and an Anthropic stream of a real answer's length: the
+# fixture's events around 60 text deltas of a 260-word answer, cut every few
+# words as Anthropic cuts them (the fixture itself has 2 deltas: 1 kB)
+cp -r "$repo/t/fixtures" "$d/fixtures"
+python3 - "$d/fixtures/anthropic" <<'PY'
+import json, re, sys
+d = sys.argv[1]
+src = open(d + "/messages-response-stream.sse").read()
+events = src.strip("\n").split("\n\n")
+text = (
+    "Our plans differ mainly in seats, support and data controls. Basic costs "
+    "$9 per month for a single user, includes 10 GB of storage, community "
+    "support and the standard integrations with Slack, GitHub and Google "
+    "Drive. Pro is $29 per user per month: it adds shared workspaces, 100 GB "
+    "per user, priority email support with a one business day response time, "
+    "audit logs kept for 90 days and single sign-on through Okta or Azure AD. "
+    "Enterprise is priced per seat with a minimum of 25 seats; it adds SCIM "
+    "provisioning, a dedicated success manager, a 99.95% uptime commitment, "
+    "data residency in the EU or the US, customer-managed encryption keys and "
+    "unlimited audit log retention. Every plan can be billed monthly or "
+    "yearly, and yearly billing saves two months. You can switch plans at any "
+    "time from Settings, then Billing: an upgrade takes effect at once and is "
+    "prorated, while a downgrade applies at the end of the current period. "
+    "Nonprofits and schools get 40% off Pro after a short verification, and "
+    "startups in our partner programs get six months of Pro at no cost. If "
+    "you tell me your team size and which integrations you rely on, I can "
+    "suggest the plan that fits best and estimate your yearly cost.")
+words = re.findall(r"\S+\s*", text)
+chunks, i, n = [], 0, 0
+while i < len(words):
+    k = 3 + (n % 4)
+    chunks.append("".join(words[i:i + k]))
+    i += k; n += 1
+out = []
+for e in events:
+    if "content_block_delta" in e:
+        continue
+    if "content_block_stop" in e:
+        for c in chunks:
+            out.append("event: content_block_delta\ndata: " + json.dumps(
+                {"type": "content_block_delta", "index": 0,
+                 "delta": {"type": "text_delta", "text": c}},
+                separators=(",", ":")))
+    out.append(e.replace('"output_tokens":29', '"output_tokens":%d' % (len(words) * 4 // 3)))
+open(d + "/messages-response-stream-long.sse", "w").write("\n\n".join(out) + "\n\n")
+PY
+python3 "$repo/t/lib/fake_provider.py" --port $pp --redis-port $rp \
+    --fixtures "$d/fixtures" > "$d/fp.log" 2>&1 &
 fp=$!
 for i in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$pp/__stats" && break; sleep 0.1; done
 
@@ -95,12 +142,13 @@ if [ "$mode" = sizes ]; then
     for spec in "chat-json:/v1/chat/completions:openai/chat-request.json" \
                 "chat-sse:/v1/chat/completions:openai/chat-request-stream.json" \
                 "anthropic-sse:/v1/messages:anthropic/messages-request-stream.json" \
-                "responses-sse:/v1/responses:openai/responses-request-stream.json"
+                "responses-sse:/v1/responses:openai/responses-request-stream.json" \
+                "anthropic-sse-long:/v1/messages:anthropic/messages-request-stream.json:X-Fake-Fixture=anthropic/messages-response-stream-long.sse"
     do
-        IFS=: read -r name path req <<< "$spec"
+        IFS=: read -r name path req hdr <<< "$spec"
         for m in off on; do
             redis-cli -p $rp flushall > /dev/null
-            post $m "$path" "$req" > /dev/null || true
+            post $m "$path" "$req" "${hdr/=/: }" > /dev/null || true
             sleep 0.3
             k=$(redis-cli -p $rp --scan --pattern "llm:*" | grep -v ":lock" | head -1 || true)
             echo "$name $m strlen=$(redis-cli -p $rp strlen "$k") memory_usage=$(redis-cli -p $rp memory usage "$k")"
