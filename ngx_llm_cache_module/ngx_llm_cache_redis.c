@@ -203,6 +203,11 @@ static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send(
     int argc, const char **argv, const size_t *argvlen);
 static void ngx_llm_cache_redis_send_unlock(ngx_llm_cache_redis_conn_t *rc,
     ngx_str_t *lock, ngx_str_t *token);
+static ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_send_block(
+    ngx_llm_cache_redis_conn_t *rc, const char *what, ngx_msec_t timeout,
+    ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log,
+    int argc, const char **argv, const size_t *argvlen, u_char **block,
+    u_char *end);
 static ngx_int_t ngx_llm_cache_redis_copy_argv(ngx_llm_cache_redis_op_t *op,
     int argc, const char **argv, const size_t *argvlen);
 static void ngx_llm_cache_redis_free_op(ngx_llm_cache_redis_op_t *op);
@@ -1507,6 +1512,26 @@ ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
     ngx_msec_t timeout, ngx_llm_cache_redis_handler_pt handler, void *data,
     ngx_log_t *log, int argc, const char **argv, const size_t *argvlen)
 {
+    return ngx_llm_cache_redis_send_block(rc, what, timeout, handler, data,
+                                          log, argc, argv, argvlen, NULL,
+                                          NULL);
+}
+
+
+/*
+ * With a block (*block, end: see ngx_llm_cache_redis_link_command_in_place),
+ * the argument in it may be sent from where it is; *block is then NULL,
+ * the block the link's
+ */
+
+static ngx_llm_cache_redis_op_t *
+ngx_llm_cache_redis_send_block(ngx_llm_cache_redis_conn_t *rc,
+    const char *what, ngx_msec_t timeout,
+    ngx_llm_cache_redis_handler_pt handler, void *data, ngx_log_t *log,
+    int argc, const char **argv, const size_t *argvlen, u_char **block,
+    u_char *end)
+{
+    ngx_int_t                  n;
     ngx_llm_cache_redis_op_t  *op;
 
     op = ngx_calloc(sizeof(ngx_llm_cache_redis_op_t), rc->server->log);
@@ -1530,10 +1555,25 @@ ngx_llm_cache_redis_send(ngx_llm_cache_redis_conn_t *rc, const char *what,
         return NULL;
     }
 
-    if (ngx_llm_cache_redis_link_command(rc->link, ngx_llm_cache_redis_reply,
-                                         op, argc, argv, argvlen)
-        != NGX_OK)
-    {
+    n = NGX_DECLINED;
+
+    if (block && *block && !rc->server->cluster) {
+        n = ngx_llm_cache_redis_link_command_in_place(rc->link,
+                                                  ngx_llm_cache_redis_reply,
+                                                  op, argc, argv, argvlen,
+                                                  *block, end);
+        if (n == NGX_OK) {
+            *block = NULL;
+        }
+    }
+
+    if (n == NGX_DECLINED) {
+        n = ngx_llm_cache_redis_link_command(rc->link,
+                                             ngx_llm_cache_redis_reply, op,
+                                             argc, argv, argvlen);
+    }
+
+    if (n != NGX_OK) {
         ngx_llm_cache_redis_free_op(op);
         return NULL;
     }
@@ -1806,7 +1846,8 @@ ngx_llm_cache_redis_lock(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
 
 ngx_int_t
 ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
-    ngx_str_t *value, time_t ttl, ngx_str_t *lock, ngx_str_t *token)
+    ngx_str_t *value, time_t ttl, ngx_str_t *lock, ngx_str_t *token,
+    u_char **block, u_char *end)
 {
     u_char                       ex[NGX_TIME_T_LEN];
     const char                    *argv[5];
@@ -1838,8 +1879,8 @@ ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *s, ngx_str_t *key,
     argv[4] = (const char *) ex;
     argvlen[4] = ngx_sprintf(ex, "%T", ttl) - ex;
 
-    if (ngx_llm_cache_redis_send(rc, "SET failed", 0, NULL, NULL, s->log, 5,
-                                 argv, argvlen)
+    if (ngx_llm_cache_redis_send_block(rc, "SET failed", 0, NULL, NULL,
+                                       s->log, 5, argv, argvlen, block, end)
         == NULL)
     {
         return NGX_ERROR;

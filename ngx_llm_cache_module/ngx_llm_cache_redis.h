@@ -85,7 +85,7 @@ ngx_llm_cache_redis_link_t *ngx_llm_cache_redis_open_link(
 ngx_str_t *ngx_llm_cache_redis_name(ngx_llm_cache_redis_server_t *s);
 ngx_int_t ngx_llm_cache_redis_set(ngx_llm_cache_redis_server_t *server,
     ngx_str_t *key, ngx_str_t *value, time_t ttl, ngx_str_t *lock,
-    ngx_str_t *token);
+    ngx_str_t *token, u_char **block, u_char *end);
 void ngx_llm_cache_redis_unlock(ngx_llm_cache_redis_server_t *server,
     ngx_str_t *lock, ngx_str_t *token);
 ngx_llm_cache_redis_op_t *ngx_llm_cache_redis_eval(

@@ -82,6 +82,11 @@ static u_char *ngx_llm_cache_redis_link_reserve(ngx_llm_cache_redis_link_t *lk,
     size_t len);
 static ngx_int_t ngx_llm_cache_redis_link_queue(ngx_llm_cache_redis_link_t *lk,
     ngx_llm_cache_redis_link_reply_pt handler, void *data, u_char *last);
+static size_t ngx_llm_cache_redis_resp_size(int argc, int from, int to,
+    const char **argv, const size_t *argvlen);
+static size_t ngx_llm_cache_redis_digits(size_t n);
+static u_char *ngx_llm_cache_redis_resp_arg(u_char *p, const char *arg,
+    size_t len);
 static void ngx_llm_cache_redis_link_fail(ngx_llm_cache_redis_link_t *lk,
     const char *msg);
 static void ngx_llm_cache_redis_link_close(ngx_llm_cache_redis_link_t *lk);
@@ -804,11 +809,7 @@ ngx_llm_cache_redis_link_command(ngx_llm_cache_redis_link_t *lk,
         return NGX_ERROR;
     }
 
-    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
-
-    for (i = 0; i < argc; i++) {
-        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
-    }
+    len = ngx_llm_cache_redis_resp_size(argc, 0, argc, argv, argvlen);
 
     p = ngx_llm_cache_redis_link_reserve(lk, len);
     if (p == NULL) {
@@ -818,13 +819,146 @@ ngx_llm_cache_redis_link_command(ngx_llm_cache_redis_link_t *lk,
     p = ngx_sprintf(p, "*%d\r\n", argc);
 
     for (i = 0; i < argc; i++) {
-        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
-        p = ngx_cpymem(p, argv[i], argvlen[i]);
-        *p++ = CR;
-        *p++ = LF;
+        p = ngx_llm_cache_redis_resp_arg(p, argv[i], argvlen[i]);
     }
 
     return ngx_llm_cache_redis_link_queue(lk, handler, data, p);
+}
+
+
+/*
+ * The same for a command one of whose arguments lies in a block of
+ * ngx_alloc()ed memory [start, end) with room around it (a stored entry,
+ * which may be large): the command is written around that argument, which
+ * is not copied, and the block becomes the output buffer, freed by the
+ * link once sent.  NGX_DECLINED, the block still the caller's: no room
+ * around the argument, or output already waiting (it would have to be
+ * copied in front); the caller sends the command as usual.
+ */
+
+ngx_int_t
+ngx_llm_cache_redis_link_command_in_place(ngx_llm_cache_redis_link_t *lk,
+    ngx_llm_cache_redis_link_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen, u_char *start, u_char *end)
+{
+    int                        i, a;
+    u_char                    *p, *value;
+    size_t                     head, tail;
+    ngx_llm_cache_redis_cb_t  *cb;
+
+    if (lk->closing) {
+        return NGX_ERROR;
+    }
+
+    if (lk->out_pos != lk->out_last) {
+        return NGX_DECLINED;
+    }
+
+    for (a = 0; a < argc; a++) {
+        if ((u_char *) argv[a] >= start
+            && (u_char *) argv[a] + argvlen[a] <= end)
+        {
+            break;
+        }
+    }
+
+    if (a == argc) {
+        return NGX_DECLINED;
+    }
+
+    head = ngx_llm_cache_redis_resp_size(argc, 0, a, argv, argvlen)
+           + 1 + ngx_llm_cache_redis_digits(argvlen[a]) + 2;
+    tail = 2 + ngx_llm_cache_redis_resp_size(0, a + 1, argc, argv, argvlen);
+
+    value = (u_char *) argv[a];
+
+    if ((size_t) (value - start) < head
+        || (size_t) (end - value) < argvlen[a] + tail)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* the callback first: once the block is the buffer, nothing may fail */
+
+    if (lk->free == NULL) {
+        cb = ngx_alloc(sizeof(ngx_llm_cache_redis_cb_t), lk->owner_log);
+        if (cb == NULL) {
+            return NGX_ERROR;
+        }
+
+        cb->next = NULL;
+        lk->free = cb;
+    }
+
+    p = ngx_sprintf(value - head, "*%d\r\n", argc);
+
+    for (i = 0; i < a; i++) {
+        p = ngx_llm_cache_redis_resp_arg(p, argv[i], argvlen[i]);
+    }
+
+    p = ngx_sprintf(p, "$%uz\r\n", argvlen[a]);
+    p += argvlen[a];
+    *p++ = CR;
+    *p++ = LF;
+
+    for (i = a + 1; i < argc; i++) {
+        p = ngx_llm_cache_redis_resp_arg(p, argv[i], argvlen[i]);
+    }
+
+    if (lk->out) {
+        ngx_free(lk->out);
+    }
+
+    lk->out = start;
+    lk->out_end = end;
+    lk->out_pos = value - head;
+    lk->out_last = lk->out_pos;
+
+    return ngx_llm_cache_redis_link_queue(lk, handler, data, p);
+}
+
+
+/* the bytes of "*<argc>\r\n" (none when argc is 0) and of args [from, to) */
+
+static size_t
+ngx_llm_cache_redis_resp_size(int argc, int from, int to, const char **argv,
+    const size_t *argvlen)
+{
+    int     i;
+    size_t  len;
+
+    len = argc ? 1 + ngx_llm_cache_redis_digits(argc) + 2 : 0;
+
+    for (i = from; i < to; i++) {
+        len += 1 + ngx_llm_cache_redis_digits(argvlen[i]) + 2 + argvlen[i] + 2;
+    }
+
+    return len;
+}
+
+
+static size_t
+ngx_llm_cache_redis_digits(size_t n)
+{
+    size_t  len;
+
+    for (len = 1; n >= 10; n /= 10) {
+        len++;
+    }
+
+    return len;
+}
+
+
+static u_char *
+ngx_llm_cache_redis_resp_arg(u_char *p, const char *arg, size_t len)
+{
+    p = ngx_sprintf(p, "$%uz\r\n", len);
+    p = ngx_cpymem(p, arg, len);
+    *p++ = CR;
+    *p++ = LF;
+
+    return p;
 }
 
 

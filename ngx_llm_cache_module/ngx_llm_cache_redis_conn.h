@@ -109,6 +109,10 @@ void ngx_llm_cache_redis_link_ready(ngx_llm_cache_redis_link_t *lk);
 ngx_int_t ngx_llm_cache_redis_link_command(ngx_llm_cache_redis_link_t *lk,
     ngx_llm_cache_redis_link_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen);
+ngx_int_t ngx_llm_cache_redis_link_command_in_place(
+    ngx_llm_cache_redis_link_t *lk, ngx_llm_cache_redis_link_reply_pt handler,
+    void *data, int argc, const char **argv, const size_t *argvlen,
+    u_char *start, u_char *end);
 ngx_int_t ngx_llm_cache_redis_link_commandf(ngx_llm_cache_redis_link_t *lk,
     ngx_llm_cache_redis_link_reply_pt handler, void *data,
     const char *fmt, ...);

@@ -24,6 +24,7 @@
 
 /* what the capture buffer starts with when the length is not known */
 #define NGX_LLM_CACHE_CAPTURE_SIZE  16384
+#define NGX_LLM_CACHE_CAPTURE_ROOM  256
 
 /* the pieces a deflated JSON answer is parsed in */
 #define NGX_LLM_CACHE_JSON_PIECE    262144
@@ -264,8 +265,15 @@ ngx_llm_cache_capture_start(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    /*
+     * in front, the entry's header and the SET's start; behind, the rest
+     * of the SET and the unlock: the command is written around the entry
+     * (ngx_llm_cache_redis_link_command_in_place())
+     */
+
     ctx->captured_header =
-        ngx_llm_cache_entry_header_size(&ctx->provider_content_type);
+        ngx_llm_cache_entry_header_size(&ctx->provider_content_type)
+        + NGX_LLM_CACHE_CAPTURE_ROOM + ctx->key.len;
 
     len = sr->headers_out.content_length_n;
 
@@ -275,6 +283,8 @@ ngx_llm_cache_capture_start(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     } else {
         size = ngx_min(NGX_LLM_CACHE_CAPTURE_SIZE, lcf->max_size + 64);
     }
+
+    size += NGX_LLM_CACHE_CAPTURE_ROOM + 2 * ctx->key.len;
 
     ctx->captured = ngx_alloc(ctx->captured_header + size,
                               sr->connection->log);
@@ -518,13 +528,20 @@ ngx_llm_cache_store_entry(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
     }
 
     if (lcf->l1) {
-        /* before the SET: its own invalidation may come back first */
+        /*
+         * before the SET, which may take the buffer: the SET's own
+         * invalidation comes after it (and usually removes it again)
+         */
         ngx_llm_cache_l1_snapshot(ctx->request, ctx);
+        ngx_llm_cache_l1_fill(ctx->request, ctx, &entry);
     }
+
+    /* sent from where it is when it can be: ctx->captured is then NULL */
 
     rc = ngx_llm_cache_redis_set(lcf->redis, &ctx->key, &entry, keep,
                                  ctx->lock_held ? &ctx->lock_key : NULL,
-                                 &ctx->lock_token);
+                                 &ctx->lock_token, &ctx->captured,
+                                 ctx->captured_end);
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
                    "llm_cache: store \"%V\" %uz bytes of %uz rc:%i",
@@ -538,14 +555,13 @@ ngx_llm_cache_store_entry(ngx_http_request_t *sr, ngx_llm_cache_ctx_t *ctx)
         ctx->lock_held = 0;
         ctx->stored_ttl = ttl;
 
-        if (lcf->l1) {
-            ngx_llm_cache_l1_fill(ctx->request, ctx, &entry);
-        }
-
         if (ctx->sem) {
             /* a paraphrase may now be answered from it */
             ngx_llm_cache_semantic_stored(ctx);
         }
+
+    } else if (lcf->l1) {
+        ngx_llm_cache_l1_remove(lcf->l1, ctx->key.data, ctx->key.len);
     }
 }
 

@@ -121,9 +121,11 @@ Authorization: Bearer sk-test
 
 
 === TEST 4: ttl= of the zone caps an entry's life in L1 (Redis keeps it)
+# 2s, not 1s: times are whole seconds, so an entry of ttl=1s filled late in
+# a second may be gone a few ms later
 --- http_config
     llm_cache_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-    llm_cache_l1_zone hot:1m ttl=1s;
+    llm_cache_l1_zone hot:1m ttl=2s;
 --- config
     location /v1/ {
         llm_cache_pass /_llm;
@@ -138,7 +140,7 @@ Authorization: Bearer sk-test
  "GET /__sleep?ms=100",
  "POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat",
- "GET /__sleep?ms=2100",
+ "GET /__sleep?ms=3100",
  "POST /v1/chat/completions\n$::chat",
  "POST /v1/chat/completions\n$::chat"]
 --- response_headers_like eval
