@@ -183,6 +183,7 @@ compile() {
 # the code under test and the harnesses: sanitized and coverage-guided
 lib=()
 for src in "$module/ngx_llm_cache_json.c" "$module/ngx_llm_cache_key.c" \
+           "$module/ngx_llm_cache_key_memo.c" \
            "$module/ngx_llm_cache_header.c" "$module/ngx_llm_cache_entry.c" \
            "$module/ngx_llm_cache_sse.c" \
            "$module/ngx_llm_cache_semantic_index.c" "$here/ngx_stubs.c"; do

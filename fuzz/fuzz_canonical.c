@@ -119,6 +119,7 @@ static char  *fuzz_bad_paths[] = {
 
 
 static ngx_log_t                   fuzz_log;
+static ngx_cycle_t                 fuzz_cycle;  /* its pool: the key memo's */
 static ngx_connection_t            fuzz_connection;
 static ngx_file_t                  fuzz_file;
 
@@ -546,7 +547,7 @@ fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
     ngx_str_t                  model;
     ngx_uint_t                 conf;
     ngx_http_request_t        *r;
-    ngx_llm_cache_ctx_t        ctx;
+    ngx_llm_cache_ctx_t        ctx, again;
     ngx_llm_cache_loc_conf_t  *lcf;
     u_char                     expected[256 + 2 * EVP_MAX_MD_SIZE];
 
@@ -579,6 +580,12 @@ fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
         args = NULL;
     }
 
+    /* a key memo of its own for each call (it lives in the cycle's pool) */
+
+    fuzz_cycle.pool = ngx_create_pool(4096, &fuzz_log);
+    fuzz_assert(fuzz_cycle.pool != NULL);
+    ngx_cycle = &fuzz_cycle;
+
     ngx_memzero(&ctx, sizeof(ngx_llm_cache_ctx_t));
 
     rc = ngx_llm_cache_build_key(r, &ctx, &error);
@@ -603,6 +610,21 @@ fuzz_check_key(fuzz_input_t *in, fuzz_body_e body, ngx_str_t *key)
     }
 
     fuzz_assert(rc == expect);
+
+    if (rc == NGX_OK) {
+        /* the same bytes again: the key from the memo, when kept */
+
+        ngx_memzero(&again, sizeof(ngx_llm_cache_ctx_t));
+
+        fuzz_assert(ngx_llm_cache_build_key(r, &again, &error) == NGX_OK);
+        fuzz_assert(fuzz_same(again.key.data, again.key.len,
+                              ctx.key.data, ctx.key.len));
+        fuzz_assert(fuzz_same(again.model.data, again.model.len,
+                              ctx.model.data, ctx.model.len));
+    }
+
+    ngx_destroy_pool(fuzz_cycle.pool);
+    ngx_cycle = NULL;
 
     if (rc != NGX_OK) {
         fuzz_assert(error.len != 0);

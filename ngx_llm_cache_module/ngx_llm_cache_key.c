@@ -595,6 +595,11 @@ ngx_llm_cache_hash_write(void *data, u_char *p, size_t len)
 {
     ngx_llm_cache_hash_t  *h = data;
 
+    if (len == 0) {
+        /* an empty value may have no data pointer */
+        return;
+    }
+
     if (h->len + len > NGX_LLM_CACHE_HASH_BUF) {
         if (h->len) {
             (void) SHA256_Update(&h->md, h->buf, h->len);

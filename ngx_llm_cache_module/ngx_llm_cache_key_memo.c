@@ -128,7 +128,10 @@ ngx_llm_cache_key_memo_save(ngx_http_request_t *r, u_char *digest,
     ngx_memcpy(s->digest, digest, NGX_LLM_CACHE_RAW_DIGEST_LEN);
 
     p = ngx_cpymem(s->data, ctx->key.data, ctx->key.len);
-    ngx_memcpy(p, ctx->model.data, ctx->model.len);
+
+    if (ctx->model.len) {
+        ngx_memcpy(p, ctx->model.data, ctx->model.len);
+    }
 
     s->key_len = (uint16_t) ctx->key.len;
     s->model_len = (uint16_t) ctx->model.len;
