@@ -44,6 +44,8 @@
 
 /* an output buffer grown past this (a large entry stored) is not kept */
 #define NGX_LLM_CACHE_REDIS_LINK_OUT_KEEP  65536
+/* the size from which an argument is sent from where it is */
+#define NGX_LLM_CACHE_REDIS_LINK_IN_PLACE  16384
 
 #define NGX_LLM_CACHE_REDIS_VERIFY_DEPTH   9
 
@@ -862,7 +864,9 @@ ngx_llm_cache_redis_link_command_in_place(ngx_llm_cache_redis_link_t *lk,
         }
     }
 
-    if (a == argc) {
+    /* a small one is copied: cheaper than giving up the link's buffer */
+
+    if (a == argc || argvlen[a] < NGX_LLM_CACHE_REDIS_LINK_IN_PLACE) {
         return NGX_DECLINED;
     }
 
@@ -904,6 +908,10 @@ ngx_llm_cache_redis_link_command_in_place(ngx_llm_cache_redis_link_t *lk,
     for (i = a + 1; i < argc; i++) {
         p = ngx_llm_cache_redis_resp_arg(p, argv[i], argvlen[i]);
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, lk->owner_log, 0,
+                   "llm_cache redis: %uz bytes sent from where they are",
+                   argvlen[a]);
 
     if (lk->out) {
         ngx_free(lk->out);

@@ -14,6 +14,13 @@ use if !$LLMCacheTest::REAL, 'NginxTestLite',       'no_plan';
 our $chat = LLMCacheTest::request_body('openai/chat-request.json');
 our $stream = LLMCacheTest::request_body('openai/chat-request-stream.json');
 
+# the debug line that says a large entry went to Redis without a copy; a
+# build without --with-debug has none
+our $debug = do {
+    my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    (`'$nginx' -V 2>&1` // '') =~ /--with-debug/;
+};
+
 repeat_each(1);
 no_shuffle();
 run_tests();
@@ -292,3 +299,28 @@ as it sees them while the leader calls it.
 ["X-Fake-Locks: [0-9a-f]{32}", "X-Fake-Locks: [0-9a-f]{32}", "", ""]
 --- response_body_like eval
 ['"id":"fake-1"', '"id":"fake-2"', "^calls=2\n\\z", "^keys=2\n"]
+
+
+
+=== TEST 14: a large answer, whose SET is written around it where it was captured, is stored with the lock's release right behind it
+--- config
+    location /v1/ {
+        llm_cache_pass /_llm;
+        llm_cache_redis_timeout 5s;
+        llm_cache_lock on;
+        llm_cache_max_size 1m;
+        llm_cache_ttl 55s;
+    }
+--- more_headers
+Authorization: Bearer sk-test
+Content-Type: application/json
+X-Fake-Size: 200000
+--- request eval
+["POST /__fire?n=2&serial=1\n$::chat", "GET /__redis/keys", "GET /__stats"]
+--- response_body_like eval
+["^client 0 status=200 cache=MISS sha256=(\\w+)\nclient 1 status=200 cache=HIT sha256=\\1\nHIT=1 MISS=1\nbodies=1\n\\z",
+ "^keys=1\nllm:v2:[0-9a-f]{16}:[-0-9a-f]{1,16}:[0-9a-f]{64} ttl=5[45] bytes=200\\d{3}\n\\z",
+ "^calls=1\n\\z"]
+--- error_log eval
+$::debug ? [qr/llm_cache redis: 200\d{3} bytes sent from where they are/] : []
+--- timeout: 20
