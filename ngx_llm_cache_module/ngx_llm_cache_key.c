@@ -46,7 +46,7 @@ typedef struct {
 static char *ngx_llm_cache_body_type(ngx_http_request_t *r);
 static ngx_int_t ngx_llm_cache_parse_body(ngx_http_request_t *r,
     ngx_llm_cache_json_parser_t *parser);
-static ngx_llm_cache_hash_t *ngx_llm_cache_hash_start(ngx_pool_t *pool);
+static ngx_int_t ngx_llm_cache_hash_start(ngx_llm_cache_hash_t *h);
 static ngx_int_t ngx_llm_cache_hash_end(ngx_llm_cache_hash_t *h,
     ngx_int_t rc, u_char *digest, unsigned int *n);
 static void ngx_llm_cache_hash_write(void *data, u_char *p, size_t len);
@@ -233,11 +233,9 @@ ngx_llm_cache_raw_digest(ngx_http_request_t *r, ngx_llm_cache_loc_conf_t *lcf,
         }
     }
 
-    if (SHA256_Init(&h.md) != 1) {
+    if (ngx_llm_cache_hash_start(&h) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    h.len = 0;
 
     ngx_llm_cache_hash_write(&h, (u_char *) "llm_cache raw\n",
                              sizeof("llm_cache raw\n") - 1);
@@ -274,20 +272,19 @@ ngx_llm_cache_request_digest(ngx_http_request_t *r,
     ngx_llm_cache_loc_conf_t *lcf, ngx_llm_cache_json_t *root,
     ngx_str_t *identity, u_char *digest, unsigned int *n, ngx_str_t *error)
 {
-    ngx_int_t              rc;
-    ngx_llm_cache_hash_t  *h;
+    ngx_int_t             rc;
+    ngx_llm_cache_hash_t  h;
 
-    h = ngx_llm_cache_hash_start(r->pool);
-    if (h == NULL) {
+    if (ngx_llm_cache_hash_start(&h) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_llm_cache_hash_write(h, (u_char *) "llm_cache "
+    ngx_llm_cache_hash_write(&h, (u_char *) "llm_cache "
                              NGX_LLM_CACHE_FORMAT_VERSION "\n",
                              sizeof("llm_cache " NGX_LLM_CACHE_FORMAT_VERSION
                                     "\n") - 1);
 
-    rc = ngx_llm_cache_hash_namespace(r, lcf, h, error);
+    rc = ngx_llm_cache_hash_namespace(r, lcf, &h, error);
 
     if (rc == NGX_OK) {
         /*
@@ -295,8 +292,8 @@ ngx_llm_cache_request_digest(ngx_http_request_t *r,
          * entry; the configured string, whatever form it takes
          */
 
-        ngx_llm_cache_hash_field(h, "pass", &lcf->pass);
-        ngx_llm_cache_hash_field(h, "path", &r->uri);
+        ngx_llm_cache_hash_field(&h, "pass", &lcf->pass);
+        ngx_llm_cache_hash_field(&h, "path", &r->uri);
 
         /*
          * the provider gets them (api-version, a key=...); left out when
@@ -304,25 +301,25 @@ ngx_llm_cache_request_digest(ngx_http_request_t *r,
          */
 
         if (r->args.len) {
-            ngx_llm_cache_hash_field(h, "args", &r->args);
+            ngx_llm_cache_hash_field(&h, "args", &r->args);
         }
 
-        (void) ngx_llm_cache_hash_headers(r, h,
+        (void) ngx_llm_cache_hash_headers(r, &h,
                                           ngx_llm_cache_version_headers);
 
         if (identity) {
             /* the semantic partition: its embedder, then the body */
-            ngx_llm_cache_hash_field(h, "semantic", identity);
+            ngx_llm_cache_hash_field(&h, "semantic", identity);
         }
 
-        ngx_llm_cache_hash_write(h, (u_char *) "body=", 5);
+        ngx_llm_cache_hash_write(&h, (u_char *) "body=", 5);
 
         rc = ngx_llm_cache_json_canonicalize(r->pool, root, &lcf->json,
-                                             ngx_llm_cache_hash_write, h,
+                                             ngx_llm_cache_hash_write, &h,
                                              error);
     }
 
-    return ngx_llm_cache_hash_end(h, rc, digest, n);
+    return ngx_llm_cache_hash_end(&h, rc, digest, n);
 }
 
 
@@ -354,27 +351,26 @@ ngx_llm_cache_namespace_id(ngx_http_request_t *r, ngx_str_t *id,
 {
     ngx_int_t                  rc;
     unsigned int               n;
-    ngx_llm_cache_hash_t      *h;
+    ngx_llm_cache_hash_t       h;
     ngx_llm_cache_loc_conf_t  *lcf;
     u_char                     digest[SHA256_DIGEST_LENGTH];
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_llm_cache_module);
 
-    h = ngx_llm_cache_hash_start(r->pool);
-    if (h == NULL) {
+    if (ngx_llm_cache_hash_start(&h) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_llm_cache_hash_write(h, (u_char *) "llm_cache namespace\n",
+    ngx_llm_cache_hash_write(&h, (u_char *) "llm_cache namespace\n",
                              sizeof("llm_cache namespace\n") - 1);
 
-    rc = ngx_llm_cache_hash_namespace(r, lcf, h, error);
+    rc = ngx_llm_cache_hash_namespace(r, lcf, &h, error);
 
     if (rc == NGX_OK) {
-        ngx_llm_cache_hash_field(h, "pass", &lcf->pass);
+        ngx_llm_cache_hash_field(&h, "pass", &lcf->pass);
     }
 
-    rc = ngx_llm_cache_hash_end(h, rc, digest, &n);
+    rc = ngx_llm_cache_hash_end(&h, rc, digest, &n);
 
     if (rc != NGX_OK) {
         return rc;
@@ -548,23 +544,16 @@ ngx_llm_cache_parse_body(ngx_http_request_t *r,
 
 /* a SHA-256 being written through a small buffer */
 
-static ngx_llm_cache_hash_t *
-ngx_llm_cache_hash_start(ngx_pool_t *pool)
+static ngx_int_t
+ngx_llm_cache_hash_start(ngx_llm_cache_hash_t *h)
 {
-    ngx_llm_cache_hash_t  *h;
-
-    h = ngx_palloc(pool, sizeof(ngx_llm_cache_hash_t));
-    if (h == NULL) {
-        return NULL;
-    }
-
     if (SHA256_Init(&h->md) != 1) {
-        return NULL;
+        return NGX_ERROR;
     }
 
     h->len = 0;
 
-    return h;
+    return NGX_OK;
 }
 
 
