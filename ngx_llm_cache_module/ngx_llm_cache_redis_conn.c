@@ -84,6 +84,8 @@ static u_char *ngx_llm_cache_redis_link_reserve(ngx_llm_cache_redis_link_t *lk,
     size_t len);
 static ngx_int_t ngx_llm_cache_redis_link_queue(ngx_llm_cache_redis_link_t *lk,
     ngx_llm_cache_redis_link_reply_pt handler, void *data, u_char *last);
+static ngx_int_t ngx_llm_cache_redis_link_spare_cb(
+    ngx_llm_cache_redis_link_t *lk);
 static size_t ngx_llm_cache_redis_resp_size(int argc, int from, int to,
     const char **argv, const size_t *argvlen);
 static size_t ngx_llm_cache_redis_digits(size_t n);
@@ -843,10 +845,9 @@ ngx_llm_cache_redis_link_command_in_place(ngx_llm_cache_redis_link_t *lk,
     ngx_llm_cache_redis_link_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen, u_char *start, u_char *end)
 {
-    int                        i, a;
-    u_char                    *p, *value;
-    size_t                     head, tail;
-    ngx_llm_cache_redis_cb_t  *cb;
+    int      i, a;
+    u_char  *p, *value;
+    size_t   head, tail;
 
     if (lk->closing) {
         return NGX_ERROR;
@@ -884,14 +885,8 @@ ngx_llm_cache_redis_link_command_in_place(ngx_llm_cache_redis_link_t *lk,
 
     /* the callback first: once the block is the buffer, nothing may fail */
 
-    if (lk->free == NULL) {
-        cb = ngx_alloc(sizeof(ngx_llm_cache_redis_cb_t), lk->owner_log);
-        if (cb == NULL) {
-            return NGX_ERROR;
-        }
-
-        cb->next = NULL;
-        lk->free = cb;
+    if (ngx_llm_cache_redis_link_spare_cb(lk) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     p = ngx_sprintf(value - head, "*%d\r\n", argc);
@@ -1065,6 +1060,29 @@ ngx_llm_cache_redis_link_reserve(ngx_llm_cache_redis_link_t *lk, size_t len)
 }
 
 
+/* a callback on the free list, for the next command */
+
+static ngx_int_t
+ngx_llm_cache_redis_link_spare_cb(ngx_llm_cache_redis_link_t *lk)
+{
+    ngx_llm_cache_redis_cb_t  *cb;
+
+    if (lk->free) {
+        return NGX_OK;
+    }
+
+    cb = ngx_alloc(sizeof(ngx_llm_cache_redis_cb_t), lk->owner_log);
+    if (cb == NULL) {
+        return NGX_ERROR;
+    }
+
+    cb->next = NULL;
+    lk->free = cb;
+
+    return NGX_OK;
+}
+
+
 /*
  * The command just written up to last is sent at the end of this loop
  * turn, with what else comes; its reply goes to the handler
@@ -1077,18 +1095,13 @@ ngx_llm_cache_redis_link_queue(ngx_llm_cache_redis_link_t *lk,
     ngx_connection_t          *c;
     ngx_llm_cache_redis_cb_t  *cb;
 
-    cb = lk->free;
-
-    if (cb) {
-        lk->free = cb->next;
-
-    } else {
-        cb = ngx_alloc(sizeof(ngx_llm_cache_redis_cb_t), lk->owner_log);
-        if (cb == NULL) {
-            /* the command is dropped: nothing waits for its reply */
-            return NGX_ERROR;
-        }
+    if (ngx_llm_cache_redis_link_spare_cb(lk) != NGX_OK) {
+        /* the command is dropped: nothing waits for its reply */
+        return NGX_ERROR;
     }
+
+    cb = lk->free;
+    lk->free = cb->next;
 
     lk->out_last = last;
 
